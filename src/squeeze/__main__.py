@@ -1,0 +1,59 @@
+"""`python -m squeeze inspect CHECKPOINT | --resnet18 [--width W]`: counts and scores as JSON.
+`python -m squeeze profile NAME [--data ARCHIVE] [--print] [-- DVC EXP RUN ARGS]`: run a profile."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import profiles
+
+
+def inspect(args) -> dict:
+    from . import checkpoint, measure, models
+
+    if args.resnet18:
+        model = models.build(models.ResNetSpec.resnet18(args.width))
+        source = f"resnet18(width={args.width}), freshly initialised"
+    else:
+        model, _ = checkpoint.load_model(args.checkpoint)
+        source = str(args.checkpoint)
+    return {"model": source, **measure.counts(model), "spec": model.spec.to_dict()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m squeeze")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("inspect", help="params, nonzero params, ops and scores of a model")
+    p.add_argument("checkpoint", nargs="?", help="a squeeze model checkpoint (.pt)")
+    p.add_argument("--resnet18", action="store_true", help="a fresh ResNet-18 instead")
+    p.add_argument("--width", type=int, default=64, help="with --resnet18 (default 64)")
+    p = sub.add_parser("profile", help="run the pipeline as `dvc exp run` with a profile's overrides")
+    p.add_argument("name", help="a file profiles/NAME.yaml of dotted-key overrides")
+    p.add_argument("--data", help="an ImageFolder tree or .tar.gz to use (data.source: folder)")
+    p.add_argument("--print", action="store_true", help="print the dvc command, do not run it")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    dvc_args = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
+    try:
+        if args.command == "inspect":
+            if bool(args.checkpoint) == bool(args.resnet18):
+                parser.error("inspect takes a CHECKPOINT or --resnet18, not both or neither")
+            print(json.dumps(inspect(args), indent=2))
+            return 0
+        command = profiles.exp_run_command(args.name, args.data, dvc_args)
+    except (CheckpointError, ConfigError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(" ".join(profiles.shell_quote(c) for c in command), flush=True)
+    if args.print:
+        return 0
+    import subprocess
+    return subprocess.call(command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Checkpoints: plain dicts of tensors and JSON-like values, written atomically, loaded with
+`torch.load(..., weights_only=True)`. Nothing here unpickles arbitrary objects.
+
+A model checkpoint holds: format, kind, state_dict, spec (architecture widths), config, epoch,
+metrics. Modules are never pickled; a model is rebuilt from its spec (see models.from_state).
+"""
+from __future__ import annotations
+
+import pickle
+import warnings
+import zipfile
+from pathlib import Path
+
+import torch
+
+from . import models
+from .fsutil import atomic_path
+
+FORMAT = "squeeze/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message is one line for the user."""
+
+
+def save(path: str | Path, payload: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, **payload}, tmp)
+
+
+def load(path: str | Path, kind: str | None = None) -> dict:
+    """Load and check a checkpoint. Truncated files, non-checkpoints and pickled code all end in
+    a CheckpointError that names the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # storage/quantized-tensor deprecation notices
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
+        raise CheckpointError(f"{path}: refused to load: not plain weights ({first[:160]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint, truncated or corrupt "
+                              f"({first[:160]})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a squeeze checkpoint (no format marker {FORMAT!r})")
+    if kind is not None and payload.get("kind") != kind:
+        raise CheckpointError(f"{path}: is a {payload.get('kind')!r} checkpoint, expected {kind!r}")
+    return payload
+
+
+def save_model(path, model, config: dict, epoch: int, metrics: dict, kind: str = "model") -> None:
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save(path, {"kind": kind, "state_dict": state, "spec": model.spec.to_dict(),
+                "config": config, "epoch": epoch, "metrics": metrics})
+
+
+def load_model(path) -> tuple[torch.nn.Module, dict]:
+    """Rebuild a float ResNet-18 from a model checkpoint -> (model on CPU, payload)."""
+    payload = load(path, kind="model")
+    try:
+        spec = models.ResNetSpec.from_dict(payload.get("spec") or {})
+        model = models.from_state(spec, payload["state_dict"])
+    except (ValueError, KeyError) as err:
+        raise CheckpointError(f"{path}: architecture spec does not match its weights ({err})") from None
+    return model, payload

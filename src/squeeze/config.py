@@ -1,0 +1,273 @@
+"""params.yaml sections -> small frozen dataclasses, validated once, before any expensive work.
+
+Every check fails with one line naming the key, the bad value and what is allowed, so a typo
+in params.yaml costs seconds, not a training run.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+DATA_SOURCES = ("cifar10", "folder", "synthetic")
+QUANT_TYPES = ("fp32", "fp16", "int8")
+SCHEDULES = ("cosine", "constant")
+PRUNE_SCOPES = ("layerwise", "global")
+PRUNE_CRITERIA = ("l1", "random")
+
+
+class ConfigError(ValueError):
+    """A params value that is not allowed; the message is one line for the user."""
+
+
+def load_params(path: str | Path = "params.yaml") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: params file not found")
+    try:
+        params = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(params).__name__}")
+    return params
+
+
+def section(params: Mapping, dotted: str) -> dict:
+    """The sub-mapping at `dotted` (e.g. "prune.structured"); a missing one is an error."""
+    node: Any = params
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            raise ConfigError(f"params.yaml: section '{dotted}' is missing")
+        node = node[part]
+    if not isinstance(node, Mapping):
+        raise ConfigError(f"params.yaml: '{dotted}' must be a mapping, got {node!r}")
+    return dict(node)
+
+
+# ---- value checks: each returns the clean value or raises one line --------------------------
+
+def _bad(key: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(f"params.yaml: {key} = {value!r} is not allowed; expected {allowed}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def positive_int(key: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise _bad(key, value, "an integer >= 1")
+    return value
+
+
+def non_negative_int(key: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise _bad(key, value, "an integer >= 0")
+    return value
+
+
+def positive_float(key: str, value: Any) -> float:
+    if not _is_number(value) or not math.isfinite(value) or value <= 0:
+        raise _bad(key, value, "a number > 0")
+    return float(value)
+
+
+def non_negative_float(key: str, value: Any) -> float:
+    if not _is_number(value) or not math.isfinite(value) or value < 0:
+        raise _bad(key, value, "a number >= 0")
+    return float(value)
+
+
+def choice(key: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise _bad(key, value, "one of " + ", ".join(allowed))
+    return value
+
+
+def amounts(key: str, value: Any) -> tuple[float, ...]:
+    """A pruning grid: a non-empty list of distinct numbers in [0, 1)."""
+    if not isinstance(value, (list, tuple)) or not value:
+        raise _bad(key, value, "a non-empty list of numbers in [0, 1)")
+    for item in value:
+        if not _is_number(item) or not (0 <= item < 1):
+            raise ConfigError(
+                f"params.yaml: {key} contains {item!r}; each amount must be a number in [0, 1)")
+    if len(set(value)) != len(value):
+        dupes = sorted({v for v in value if list(value).count(v) > 1})
+        raise ConfigError(f"params.yaml: {key} = {list(value)} repeats {dupes}; amounts must be distinct")
+    return tuple(float(v) for v in value)
+
+
+def quant_types(key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not value:
+        raise _bad(key, value, "a non-empty list of " + ", ".join(QUANT_TYPES))
+    for item in value:
+        choice(key, item, QUANT_TYPES)
+    if len(set(value)) != len(value):
+        raise ConfigError(f"params.yaml: {key} = {list(value)} repeats a type; types must be distinct")
+    return tuple(value)
+
+
+def _check_keys(prefix: str, given: Mapping, allowed: set[str]) -> None:
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"params.yaml: unknown key {prefix}.{unknown[0]}; allowed keys: {', '.join(sorted(allowed))}")
+    missing = sorted(allowed - set(given))
+    if missing:
+        raise ConfigError(f"params.yaml: key {prefix}.{missing[0]} is missing")
+
+
+def _fields(cls) -> set[str]:
+    return {f.name for f in fields(cls)}
+
+
+# ---- sections ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str
+    path: str
+    train_subset: int  # 0 = the whole split
+    test_subset: int
+    synthetic_train_size: int
+    synthetic_test_size: int
+    seed: int
+
+    @classmethod
+    def from_params(cls, d: Mapping) -> "DataConfig":
+        _check_keys("data", d, _fields(cls))
+        source = choice("data.source", d["source"], DATA_SOURCES)
+        if source == "folder" and (not isinstance(d["path"], str) or not d["path"]):
+            raise _bad("data.path", d["path"], "a path to an ImageFolder tree or a .tar.gz of one")
+        return cls(
+            source=source,
+            path=str(d["path"]),
+            train_subset=non_negative_int("data.train_subset", d["train_subset"]),
+            test_subset=non_negative_int("data.test_subset", d["test_subset"]),
+            synthetic_train_size=positive_int("data.synthetic_train_size", d["synthetic_train_size"]),
+            synthetic_test_size=positive_int("data.synthetic_test_size", d["synthetic_test_size"]),
+            seed=non_negative_int("data.seed", d["seed"]),
+        )
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    width: int
+    num_classes: int
+
+    @classmethod
+    def from_params(cls, d: Mapping) -> "ModelConfig":
+        _check_keys("model", d, _fields(cls))
+        return cls(width=positive_int("model.width", d["width"]),
+                   num_classes=positive_int("model.num_classes", d["num_classes"]))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float
+    weight_decay: float
+    schedule: str
+    seed: int
+
+    @classmethod
+    def from_params(cls, d: Mapping, prefix: str = "train") -> "TrainConfig":
+        _check_keys(prefix, d, _fields(cls))
+        momentum = non_negative_float(f"{prefix}.momentum", d["momentum"])
+        if momentum >= 1:
+            raise _bad(f"{prefix}.momentum", d["momentum"], "a number in [0, 1)")
+        return cls(
+            epochs=positive_int(f"{prefix}.epochs", d["epochs"]),
+            batch_size=positive_int(f"{prefix}.batch_size", d["batch_size"]),
+            lr=positive_float(f"{prefix}.lr", d["lr"]),
+            momentum=momentum,
+            weight_decay=non_negative_float(f"{prefix}.weight_decay", d["weight_decay"]),
+            schedule=choice(f"{prefix}.schedule", d["schedule"], SCHEDULES),
+            seed=non_negative_int(f"{prefix}.seed", d["seed"]),
+        )
+
+
+@dataclass(frozen=True)
+class StructuredConfig:
+    amounts: tuple[float, ...]
+    scope: str
+    criterion: str
+
+    @classmethod
+    def from_params(cls, d: Mapping) -> "StructuredConfig":
+        _check_keys("prune.structured", d, _fields(cls))
+        return cls(amounts=amounts("prune.structured.amounts", d["amounts"]),
+                   scope=choice("prune.structured.scope", d["scope"], PRUNE_SCOPES),
+                   criterion=choice("prune.structured.criterion", d["criterion"], PRUNE_CRITERIA))
+
+
+@dataclass(frozen=True)
+class UnstructuredConfig:
+    amounts: tuple[float, ...]
+    scope: str
+
+    @classmethod
+    def from_params(cls, d: Mapping) -> "UnstructuredConfig":
+        _check_keys("prune.unstructured", d, _fields(cls))
+        return cls(amounts=amounts("prune.unstructured.amounts", d["amounts"]),
+                   scope=choice("prune.unstructured.scope", d["scope"], PRUNE_SCOPES))
+
+
+@dataclass(frozen=True)
+class Int8Config:
+    calibration_batches: int
+    calibration_batch_size: int
+
+    @classmethod
+    def from_params(cls, d: Mapping) -> "Int8Config":
+        _check_keys("quantize.int8", d, _fields(cls))
+        return cls(
+            calibration_batches=positive_int("quantize.int8.calibration_batches",
+                                             d["calibration_batches"]),
+            calibration_batch_size=positive_int("quantize.int8.calibration_batch_size",
+                                                d["calibration_batch_size"]))
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    batch_size: int
+    latency_threads: int
+    latency_warmup: int
+    latency_repeats: int
+
+    @classmethod
+    def from_params(cls, d: Mapping) -> "EvaluateConfig":
+        _check_keys("evaluate", d, _fields(cls))
+        return cls(
+            batch_size=positive_int("evaluate.batch_size", d["batch_size"]),
+            latency_threads=positive_int("evaluate.latency_threads", d["latency_threads"]),
+            latency_warmup=non_negative_int("evaluate.latency_warmup", d["latency_warmup"]),
+            latency_repeats=positive_int("evaluate.latency_repeats", d["latency_repeats"]),
+        )
+
+
+def grid(params: Mapping) -> tuple[tuple[float, ...], tuple[float, ...], tuple[str, ...]]:
+    """The (structured amounts, unstructured amounts, quant types) grid, validated."""
+    structured = amounts("prune.structured.amounts", section(params, "prune.structured").get("amounts"))
+    unstructured = amounts("prune.unstructured.amounts",
+                           section(params, "prune.unstructured").get("amounts"))
+    types = quant_types("quantize.types", section(params, "quantize").get("types"))
+    return structured, unstructured, types
+
+
+def amount_arg(text: str, allowed: tuple[float, ...], key: str) -> float:
+    """A stage's amount argument (from the dvc.yaml matrix), checked against the params grid."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"amount {text!r} is not a number; {key} allows {list(allowed)}") from None
+    if value not in allowed:
+        raise ConfigError(f"amount {value} is not in {key} = {list(allowed)}")
+    return value

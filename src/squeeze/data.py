@@ -1,0 +1,294 @@
+"""Data: sources (cifar10, folder, synthetic) -> one compact uint8 file -> device-resident batches.
+
+Images are decoded once by `prepare` into N x 3 x 32 x 32 uint8 arrays. Training keeps the whole
+split as one uint8 tensor on the training device and augments whole batches there (random crop
+with 4-pixel zero padding, horizontal flip, then normalisation): no PIL, no worker processes.
+"""
+from __future__ import annotations
+
+import io
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .config import DataConfig
+from .fsutil import atomic_path
+
+IMAGE_SIZE = 32
+SPLITS = ("train", "test")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp"}
+
+
+class DataError(ValueError):
+    """Bad or unreadable data; the message is one line for the user."""
+
+
+@dataclass
+class Dataset:
+    """Both splits as uint8 N x 3 x 32 x 32 arrays, int64 labels, and the class names."""
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: list[str]
+
+    def mean_std(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel mean and std of the training split, on the [0, 1] scale."""
+        x = self.x_train.astype(np.float64) / 255.0
+        return x.mean(axis=(0, 2, 3)), x.std(axis=(0, 2, 3))
+
+
+# ---- sources --------------------------------------------------------------------------------
+
+def load_source(cfg: DataConfig) -> Dataset:
+    if cfg.source == "synthetic":
+        return synthetic(cfg.synthetic_train_size, cfg.synthetic_test_size, seed=cfg.seed)
+    if cfg.source == "folder":
+        return load_folder(Path(cfg.path))
+    return load_cifar10(Path(cfg.path))
+
+
+def load_cifar10(root: Path) -> Dataset:
+    """The official CIFAR-10 batches via torchvision, which verifies the archive's MD5."""
+    from torchvision.datasets import CIFAR10
+
+    try:
+        train = CIFAR10(str(root), train=True, download=True)
+        test = CIFAR10(str(root), train=False, download=True)
+    except Exception as err:  # network errors come in many types; all mean the same here
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(
+            f"could not download CIFAR-10 into {root} ({reason}); offline, set data.source: folder "
+            "and data.path to an ImageFolder tree or .tar.gz (e.g. ../shared/data/cifar10-jpeg.tar.gz)"
+        ) from None
+
+    def arrays(ds):
+        return (np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)),
+                np.asarray(ds.targets, dtype=np.int64))
+
+    x_train, y_train = arrays(train)
+    x_test, y_test = arrays(test)
+    return Dataset(x_train, y_train, x_test, y_test, list(train.classes))
+
+
+def load_folder(path: Path) -> Dataset:
+    """An ImageFolder tree `train/<class>/*`, `test/<class>/*`, or a .tar.gz of one."""
+    if not path.exists():
+        raise DataError(f"data.path {path} does not exist; expected an ImageFolder tree or .tar.gz")
+    files = _archive_files(path) if path.is_file() else _tree_files(path)
+    by_split: dict[str, dict[str, list]] = {s: {} for s in SPLITS}
+    for rel, opener in files:
+        parts = rel.split("/")
+        # accept one optional top-level folder: <root>/train/<class>/<file>
+        if len(parts) >= 4 and parts[-3] in SPLITS:
+            split, cls = parts[-3], parts[-2]
+        elif len(parts) == 3 and parts[0] in SPLITS:
+            split, cls = parts[0], parts[1]
+        else:
+            continue
+        if Path(parts[-1]).suffix.lower() in IMAGE_SUFFIXES:
+            by_split[split].setdefault(cls, []).append((rel, opener))
+    for split in SPLITS:
+        if not by_split[split]:
+            raise DataError(f"{path}: no images under {split}/<class>/; expected train/ and test/ "
+                            "split folders, each with one folder per class")
+    train_classes, test_classes = sorted(by_split["train"]), sorted(by_split["test"])
+    if train_classes != test_classes:
+        only = sorted(set(train_classes) ^ set(test_classes))
+        raise DataError(f"{path}: train and test have different classes (not in both: {only})")
+    x_train, y_train = _decode_split(by_split["train"], train_classes)
+    x_test, y_test = _decode_split(by_split["test"], train_classes)
+    return Dataset(x_train, y_train, x_test, y_test, train_classes)
+
+
+def _tree_files(root: Path):
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        yield file.relative_to(root).as_posix(), file.read_bytes
+
+
+def _archive_files(path: Path):
+    try:
+        tar = tarfile.open(path, "r:*")
+        members = [m for m in tar.getmembers() if m.isfile()]
+    except (tarfile.TarError, EOFError, OSError) as err:
+        raise DataError(f"{path}: not a readable tar archive ({err}); expected a .tar.gz of an "
+                        "ImageFolder tree") from None
+
+    def opener(member):
+        def read() -> bytes:
+            try:
+                return tar.extractfile(member).read()
+            except (tarfile.TarError, EOFError, OSError) as err:
+                raise DataError(f"{path}: archive is truncated or corrupt at {member.name} "
+                                f"({err})") from None
+        return read
+
+    for member in sorted(members, key=lambda m: m.name):
+        yield member.name.lstrip("./"), opener(member)
+
+
+def _decode_split(by_class: dict[str, list], classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    from PIL import Image, UnidentifiedImageError
+
+    images, labels = [], []
+    for label, cls in enumerate(classes):
+        for rel, read in sorted(by_class[cls], key=lambda item: item[0]):
+            try:
+                with Image.open(io.BytesIO(read())) as img:
+                    img.load()
+                    mode, size = img.mode, img.size
+                    array = np.asarray(img)
+            except (UnidentifiedImageError, OSError) as err:
+                raise DataError(f"{rel}: not a readable image ({err})") from None
+            if mode != "RGB" or size != (IMAGE_SIZE, IMAGE_SIZE):
+                raise DataError(f"{rel}: image is {size[0]}x{size[1]} {mode}; every image must be "
+                                f"{IMAGE_SIZE}x{IMAGE_SIZE} RGB")
+            images.append(array.transpose(2, 0, 1))
+            labels.append(label)
+    return np.stack(images), np.asarray(labels, dtype=np.int64)
+
+
+def synthetic(train_size: int, test_size: int, seed: int = 0, num_classes: int = 10) -> Dataset:
+    """Deterministic 32x32 images with learnable class structure: each class is a smooth colour
+    pattern of its own, each image that pattern shifted, scaled in contrast and noised."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(0, 1, size=(num_classes, 3, 4, 4))
+    prototypes = coarse.repeat(8, axis=2).repeat(8, axis=3)  # 4x4 colour blocks, 32x32
+
+    def make(n: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.arange(n) % num_classes
+        rng.shuffle(labels)
+        shifts = rng.integers(-3, 4, size=(n, 2))
+        contrast = rng.uniform(0.6, 1.0, size=(n, 1, 1, 1))
+        x = np.stack([np.roll(prototypes[c], tuple(s), axis=(1, 2)) for c, s in zip(labels, shifts)])
+        x = 0.5 + contrast * (x - 0.5) + rng.normal(0, 0.12, size=x.shape)
+        return (np.clip(x, 0, 1) * 255).round().astype(np.uint8), labels.astype(np.int64)
+
+    x_train, y_train = make(train_size)
+    x_test, y_test = make(test_size)
+    return Dataset(x_train, y_train, x_test, y_test, [f"class{c}" for c in range(num_classes)])
+
+
+# ---- prepare: subsets and the compact file --------------------------------------------------
+
+def stratified_subset(y: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Indices of a deterministic subset with (as near as possible) equal counts per class."""
+    if size == 0 or size >= len(y):
+        return np.arange(len(y))
+    rng = np.random.default_rng(seed)
+    classes = np.unique(y)
+    per_class = [rng.permutation(np.flatnonzero(y == c)) for c in classes]
+    base, extra = divmod(size, len(classes))
+    chosen = [idx[: base + (1 if i < extra else 0)] for i, idx in enumerate(per_class)]
+    return np.sort(np.concatenate(chosen))
+
+
+def subset(ds: Dataset, train_size: int, test_size: int, seed: int) -> Dataset:
+    tr = stratified_subset(ds.y_train, train_size, seed)
+    te = stratified_subset(ds.y_test, test_size, seed + 1)
+    return Dataset(ds.x_train[tr], ds.y_train[tr], ds.x_test[te], ds.y_test[te], ds.classes)
+
+
+def prepare(cfg: DataConfig, out: Path) -> dict:
+    """Source -> optional stratified subsets -> one .npz of uint8 arrays. Returns a summary."""
+    ds = subset(load_source(cfg), cfg.train_subset, cfg.test_subset, cfg.seed)
+    save(ds, out)
+    mean, std = ds.mean_std()
+    return {"source": cfg.source, "train_images": int(len(ds.y_train)),
+            "test_images": int(len(ds.y_test)), "classes": ds.classes,
+            "mean": [round(float(m), 4) for m in mean], "std": [round(float(s), 4) for s in std]}
+
+
+def save(ds: Dataset, out: Path) -> None:
+    mean, std = ds.mean_std()
+    with atomic_path(out) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, x_train=ds.x_train, y_train=ds.y_train, x_test=ds.x_test,
+                     y_test=ds.y_test, classes=np.asarray(ds.classes), mean=mean, std=std)
+
+
+def load_prepared(path: Path) -> tuple[Dataset, np.ndarray, np.ndarray]:
+    """The prepared file -> (dataset, mean, std). Never unpickles (allow_pickle=False)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            ds = Dataset(z["x_train"], z["y_train"], z["x_test"], z["y_test"],
+                         [str(c) for c in z["classes"]])
+            return ds, z["mean"], z["std"]
+    except FileNotFoundError:
+        raise DataError(f"{path}: prepared data not found; run the prepare stage first") from None
+    except (ValueError, KeyError, OSError) as err:
+        raise DataError(f"{path}: not a prepared squeeze data file ({err})") from None
+
+
+# ---- device-resident batches ----------------------------------------------------------------
+
+class DeviceData:
+    """Both splits as uint8 tensors on `device`; batches are augmented and normalised there."""
+
+    def __init__(self, ds: Dataset, mean, std, device):
+        import torch
+
+        self.device = torch.device(device)
+        self.x_train = torch.from_numpy(ds.x_train).to(self.device)
+        self.y_train = torch.from_numpy(ds.y_train).to(self.device)
+        self.x_test = torch.from_numpy(ds.x_test).to(self.device)
+        self.y_test = torch.from_numpy(ds.y_test).to(self.device)
+        self.mean = torch.as_tensor(np.asarray(mean), dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self.std = torch.as_tensor(np.asarray(std), dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self.classes = ds.classes
+
+    @classmethod
+    def from_file(cls, path: Path, device) -> "DeviceData":
+        ds, mean, std = load_prepared(path)
+        return cls(ds, mean, std, device)
+
+    def normalize(self, x_uint8):
+        return (x_uint8.float() / 255.0 - self.mean) / self.std
+
+    def train_batches(self, batch_size: int, generator) -> Iterator[tuple]:
+        """One epoch of shuffled, augmented, normalised batches (the last may be smaller)."""
+        import torch
+
+        n = len(self.y_train)
+        order = torch.randperm(n, generator=generator, device=generator.device).to(self.device)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            x = augment(self.x_train[idx], generator)
+            yield self.normalize(x), self.y_train[idx]
+
+    def test_batches(self, batch_size: int) -> Iterator[tuple]:
+        for start in range(0, len(self.y_test), batch_size):
+            yield (self.normalize(self.x_test[start:start + batch_size]),
+                   self.y_test[start:start + batch_size])
+
+    def calibration_batches(self, batch_size: int, count: int, seed: int) -> Iterator:
+        """Un-augmented, normalised training images (never test) for int8 calibration."""
+        rng = np.random.default_rng(seed)
+        idx = rng.permutation(len(self.y_train))[: batch_size * count]
+        for start in range(0, len(idx), batch_size):
+            yield self.normalize(self.x_train[idx[start:start + batch_size]])
+
+
+def augment(x, generator, padding: int = 4):
+    """Random crop (zero padding `padding`) and horizontal flip of a uint8 batch, on its device.
+
+    One gather for the whole batch: each image gets its own (dy, dx) offset into the padded
+    batch, then a random half are mirrored. Shapes, dtype and order are kept.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    b, _, h, w = x.shape
+    dev = generator.device
+    padded = F.pad(x, (padding,) * 4)
+    offsets = torch.randint(0, 2 * padding + 1, (b, 2), generator=generator, device=dev).to(x.device)
+    flips = torch.rand(b, generator=generator, device=dev).to(x.device) < 0.5
+    rows = (offsets[:, 0:1] + torch.arange(h, device=x.device)).view(b, 1, h, 1)
+    cols = (offsets[:, 1:2] + torch.arange(w, device=x.device)).view(b, 1, 1, w)
+    cols = torch.where(flips.view(b, 1, 1, 1), cols.flip(-1), cols)
+    batch = torch.arange(b, device=x.device).view(b, 1, 1, 1)
+    channels = torch.arange(x.shape[1], device=x.device).view(1, -1, 1, 1)
+    return padded[batch, channels, rows, cols]

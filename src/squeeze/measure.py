@@ -1,0 +1,150 @@
+"""Counting, scoring, accuracy and latency.
+
+Counting convention (the thop convention, which reproduces the study's baseline score exactly):
+- `params`: every parameter; `nonzero_params`: those that are not exactly zero.
+- `ops`: multiply-accumulates of every conv and linear layer, plus 4 operations per BatchNorm
+  output element. ResNet-18 (CIFAR) gives 557,880,320. The study's quoted "FLOPs 556,651,520" is
+  the same count with 2 per BN element.
+
+score = nonzero_params * (q_w/32) / 5.6e6 + ops * max(q_w, q_a) / 32 / 2.8e8   (lower is better)
+"""
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+
+import torch
+from torch import nn
+
+REFERENCE_PARAMS = 5.6e6
+REFERENCE_OPS = 2.8e8
+BN_OPS_PER_ELEMENT = 4
+BITS = {"fp32": (32, 32), "fp16": (16, 16), "int8": (8, 8)}  # (q_w, q_a)
+
+# The study's baseline counts: the reference for `score_seed` (its nominal formula).
+BASELINE_PARAMS = 11_173_962
+BASELINE_OPS = 557_880_320
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_nonzero(model: nn.Module) -> int:
+    return sum(int(torch.count_nonzero(p)) for p in model.parameters())
+
+
+@torch.no_grad()
+def count_ops(model: nn.Module, image_size: int = 32) -> int:
+    """Conv/linear MACs + 4 ops per BN output element, for one 3 x size x size image."""
+    total = 0
+
+    def conv_hook(m: nn.Conv2d, _inp, out):
+        nonlocal total
+        kh, kw = m.kernel_size
+        total += out.numel() * (m.in_channels // m.groups) * kh * kw
+
+    def linear_hook(m: nn.Linear, _inp, out):
+        nonlocal total
+        total += out.numel() * m.in_features
+
+    def bn_hook(_m, _inp, out):
+        nonlocal total
+        total += BN_OPS_PER_ELEMENT * out.numel()
+
+    hooks = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            hooks.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            hooks.append(m.register_forward_hook(linear_hook))
+        elif isinstance(m, nn.BatchNorm2d):
+            hooks.append(m.register_forward_hook(bn_hook))
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        model(torch.zeros(1, 3, image_size, image_size, device=device))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return total
+
+
+def bits(quant: str) -> tuple[int, int]:
+    if quant not in BITS:
+        raise ValueError(f"unknown quantization type {quant!r}; allowed: {', '.join(BITS)}")
+    return BITS[quant]
+
+
+def score(nonzero_params: int, ops: int, quant: str) -> float:
+    q_w, q_a = bits(quant)
+    return nonzero_params * (q_w / 32) / REFERENCE_PARAMS + ops * max(q_w, q_a) / 32 / REFERENCE_OPS
+
+
+def score_seed(structured: float, unstructured: float, quant: str) -> float:
+    """The study's nominal score: baseline counts scaled by the pruning amounts.
+
+    p_s = s removes that fraction of params and ops; p_u = u * (1 - s) removes a further fraction
+    of params (zeros still cost ops when stored densely). (0.5, 0.5, fp16) gives 0.7475.
+    """
+    q_w, q_a = bits(quant)
+    p_s, p_u = structured, unstructured * (1 - structured)
+    return (BASELINE_PARAMS * (1 - p_s - p_u) * (q_w / 32) / REFERENCE_PARAMS
+            + BASELINE_OPS * (1 - p_s) * max(q_w, q_a) / 32 / REFERENCE_OPS)
+
+
+def counts(model: nn.Module) -> dict:
+    """params, nonzero_params, ops and the fp32/fp16/int8 scores of a float model."""
+    nonzero, ops = count_nonzero(model), count_ops(model)
+    return {"params": count_params(model), "nonzero_params": nonzero, "ops": ops,
+            "score": {q: round(score(nonzero, ops, q), 6) for q in BITS}}
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, batches, device=None, dtype=None) -> float:
+    """Top-1 accuracy (fraction) over (x, y) batches; x cast to `dtype` when given."""
+    model.eval()
+    correct = total = 0
+    for x, y in batches:
+        if device is not None:
+            x, y = x.to(device), y.to(device)
+        if dtype is not None:
+            x = x.to(dtype)
+        correct += int((model(x).argmax(1) == y).sum())
+        total += len(y)
+    return correct / max(total, 1)
+
+
+@torch.no_grad()
+def latency_ms(model: nn.Module, batch_size: int, threads: int, warmup: int, repeats: int,
+               dtype=torch.float32) -> float:
+    """Median CPU milliseconds per image at `batch_size`, after `warmup` untimed runs."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        model.eval()
+        x = torch.randn(batch_size, 3, 32, 32).to(dtype)
+        for _ in range(warmup):
+            model(x)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - start)
+        return statistics.median(times) * 1000 / batch_size
+    finally:
+        torch.set_num_threads(previous)
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -1,0 +1,51 @@
+"""Profiles: named sets of params overrides (profiles/NAME.yaml, dotted keys) applied with
+`dvc exp run -S key=value ...`, so the committed params.yaml keeps the study's settings while a
+quick or CPU run is one command, and shows up in `dvc exp show` like any experiment."""
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import yaml
+
+from .config import ConfigError
+
+PROFILE_DIR = Path("profiles")
+
+
+def load(name: str, directory: Path = PROFILE_DIR) -> dict:
+    path = directory / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in directory.glob("*.yaml"))
+        raise ConfigError(f"profile {name!r} not found ({path}); known profiles: {', '.join(known)}")
+    overrides = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{path}: expected a mapping of dotted keys to values")
+    return overrides
+
+
+def with_data(overrides: dict, data: str | None) -> dict:
+    if data is None:
+        return overrides
+    if not Path(data).exists():
+        raise ConfigError(f"--data {data} does not exist; expected an ImageFolder tree or .tar.gz")
+    return {**overrides, "data.source": "folder", "data.path": str(data)}
+
+
+def set_args(overrides: dict) -> list[str]:
+    """`-S key=value` pairs, values in flow-style YAML (which DVC's override grammar reads)."""
+    args = []
+    for key, value in overrides.items():
+        text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+        if text.endswith("\n...") or text.endswith("..."):
+            text = text.rsplit("\n", 1)[0].strip()
+        args += ["-S", f"{key}={text}"]
+    return args
+
+
+def exp_run_command(name: str, data: str | None = None, extra: list[str] | None = None) -> list[str]:
+    return ["dvc", "exp", "run", *set_args(with_data(load(name), data)), *(extra or [])]
+
+
+def shell_quote(arg: str) -> str:
+    return shlex.quote(arg)

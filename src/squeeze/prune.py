@@ -1,0 +1,148 @@
+"""Pruning: L1-norm filter pruning (structured) and magnitude pruning (unstructured).
+
+Structured (Li et al. 2017, "Pruning Filters for Efficient ConvNets"): rank each layer's filters by
+the L1 norm of their weights and physically remove the lowest, with torch-pruning, which keeps
+the network consistent: channels joined by a residual add are pruned together (their importance
+is the sum of the tied filters' L1 norms), and the next layer loses the matching input channels.
+The classifier's outputs are never pruned. `amount` is the fraction of channels removed from each
+prunable layer (layerwise scope); since a conv's size scales with its input *and* output
+channels, parameters and ops fall by more than `amount` (about 1 - (1 - amount)^2).
+
+Unstructured: zero the smallest-magnitude conv and linear weights. `amount` is the fraction of
+the remaining (nonzero) weights set to zero; masks are re-applied after every optimizer step of
+the fine-tune, so pruned weights stay exactly zero, and the saved weights hold the zeros.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from . import models
+
+
+# ---- structured -------------------------------------------------------------------------------
+
+def _filter_l1_importance(normalize: bool):
+    import torch_pruning as tp
+
+    class FilterL1(tp.importance.Importance):
+        """Li et al.'s criterion: the L1 norm of each output filter of the group's convs.
+
+        normalize: divide by the group's mean, so that one global ranking compares filters
+        relative to their own layer rather than favouring layers with a larger fan-in.
+        """
+
+        def __init__(self, normalize: bool):
+            self.normalize = normalize
+
+        @torch.no_grad()
+        def __call__(self, group):
+            total = None
+            for i, (dep, idxs) in enumerate(group):
+                layer = dep.layer
+                if dep.pruning_fn != tp.prune_conv_out_channels or not isinstance(layer, nn.Conv2d):
+                    continue
+                local = layer.weight.data[idxs].abs().flatten(1).sum(1)
+                root = torch.as_tensor(group[i].root_idxs, device=local.device)
+                if total is None:
+                    total = torch.zeros(len(group[0].idxs), device=local.device)
+                total.scatter_add_(0, root, local)
+            if self.normalize and total is not None:
+                total = total / total.mean().clamp_min(1e-12)
+            return total
+
+    return FilterL1(normalize)
+
+
+def prune_filters(model: models.ResNet18, amount: float, scope: str = "layerwise",
+                  criterion: str = "l1", seed: int = 0) -> models.ResNet18:
+    """Remove `amount` of the filters of every prunable conv, in place; returns the model with
+    its spec updated to the new widths."""
+    import torch_pruning as tp
+
+    if not 0 <= amount < 1:
+        raise ValueError(f"structured amount {amount} is not in [0, 1)")
+    if amount == 0:
+        return model
+    model.eval()
+    if criterion == "l1":
+        importance = _filter_l1_importance(normalize=(scope == "global"))
+    elif criterion == "random":
+        importance = tp.importance.RandomImportance()
+    else:
+        raise ValueError(f"unknown criterion {criterion!r}; allowed: l1, random")
+    torch.manual_seed(seed)  # only the random criterion draws numbers
+    device = next(model.parameters()).device
+    pruner = tp.pruner.MetaPruner(
+        model, torch.zeros(1, 3, 32, 32, device=device), importance=importance,
+        pruning_ratio=amount, global_pruning=(scope == "global"),
+        # a global ranking may not empty a layer
+        max_pruning_ratio=0.95, ignored_layers=[model.linear],
+    )
+    pruner.step()
+    model.spec = models.spec_of(model)
+    return model
+
+
+# ---- unstructured -----------------------------------------------------------------------------
+
+def prunable_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The conv and linear weights, by parameter name."""
+    return {f"{name}.weight": m.weight for name, m in model.named_modules()
+            if isinstance(m, (nn.Conv2d, nn.Linear))}
+
+
+def _smallest(values: torch.Tensor, candidates: torch.Tensor, count: int) -> torch.Tensor:
+    """A mask of the `count` smallest `values` among `candidates` (ties broken by position)."""
+    drop = torch.zeros_like(candidates)
+    if count > 0:
+        scores = torch.where(candidates, values, torch.full_like(values, float("inf")))
+        order = torch.argsort(scores, stable=True)[:count]
+        drop[order] = True
+    return drop
+
+
+@torch.no_grad()
+def magnitude_masks(model: nn.Module, amount: float, scope: str = "global") -> dict[str, torch.Tensor]:
+    """Keep-masks (bool) that zero `amount` of each prunable weight set's nonzero entries.
+
+    global: one ranking of |w| across all conv and linear layers; layerwise: per layer.
+    The count zeroed is round(amount * nonzero), exactly.
+    """
+    if not 0 <= amount < 1:
+        raise ValueError(f"unstructured amount {amount} is not in [0, 1)")
+    weights = prunable_weights(model)
+    if scope == "layerwise":
+        masks = {}
+        for name, w in weights.items():
+            flat = w.detach().abs().flatten()
+            alive = flat != 0
+            drop = _smallest(flat, alive, round(amount * int(alive.sum())))
+            masks[name] = (alive & ~drop).view_as(w)
+        return masks
+    if scope != "global":
+        raise ValueError(f"unknown scope {scope!r}; allowed: global, layerwise")
+    flat = torch.cat([w.detach().abs().flatten() for w in weights.values()])
+    alive = flat != 0
+    keep = alive & ~_smallest(flat, alive, round(amount * int(alive.sum())))
+    masks, start = {}, 0
+    for name, w in weights.items():
+        masks[name] = keep[start:start + w.numel()].view_as(w)
+        start += w.numel()
+    return masks
+
+
+@torch.no_grad()
+def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
+    params = dict(model.named_parameters())
+    for name, mask in masks.items():
+        weight = params[name]
+        weight.mul_(mask.to(device=weight.device, dtype=weight.dtype))
+
+
+def sparsity(model: nn.Module) -> float:
+    """Fraction of conv and linear weights that are exactly zero."""
+    weights = list(prunable_weights(model).values())
+    total = sum(w.numel() for w in weights)
+    zeros = sum(int((w == 0).sum()) for w in weights)
+    return zeros / total

@@ -1,0 +1,227 @@
+"""config: params.yaml sections -> validated dataclasses; every bad value is a one-line ConfigError
+that names the key and the value."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from squeeze import config
+from squeeze.config import (ConfigError, DataConfig, EvaluateConfig, Int8Config, ModelConfig,
+                            StructuredConfig, TrainConfig, UnstructuredConfig)
+
+PARAMS_FILE = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
+@pytest.fixture
+def params() -> dict:
+    """A fresh deep copy of the project's params.yaml, safe to modify."""
+    return copy.deepcopy(config.load_params(PARAMS_FILE))
+
+
+def with_value(params: dict, dotted: str, value) -> dict:
+    """The sub-mapping at `dotted`'s parent, with the last key set to `value`."""
+    *parents, key = dotted.split(".")
+    node = params
+    for part in parents:
+        node = node[part]
+    node[key] = value
+    return node
+
+
+def assert_config_error(call, *fragments: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        call()
+    message = str(info.value)
+    assert "\n" not in message, "errors are meant to be one line"
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    return message
+
+
+# ---- the real params.yaml is valid ----------------------------------------------------------
+
+def test_project_params_parse_to_the_study_defaults(params):
+    data = DataConfig.from_params(params["data"])
+    assert data == DataConfig(source="cifar10", path="data/raw/cifar10", train_subset=0,
+                              test_subset=0, synthetic_train_size=2000, synthetic_test_size=500,
+                              seed=0)
+    assert ModelConfig.from_params(params["model"]) == ModelConfig(width=64, num_classes=10)
+    train = TrainConfig.from_params(params["train"])
+    assert train == TrainConfig(epochs=200, batch_size=128, lr=0.01, momentum=0.9,
+                                weight_decay=0.0005, schedule="cosine", seed=0)
+    assert isinstance(train.lr, float)
+    ft = TrainConfig.from_params(config.section(params, "finetune.unstructured"),
+                                 prefix="finetune.unstructured")
+    assert (ft.epochs, ft.lr) == (15, 0.005)
+    assert StructuredConfig.from_params(config.section(params, "prune.structured")) == \
+        StructuredConfig(amounts=(0.0, 0.1, 0.3, 0.5, 0.7), scope="layerwise", criterion="l1")
+    assert UnstructuredConfig.from_params(config.section(params, "prune.unstructured")).scope == "global"
+    assert Int8Config.from_params(params["quantize"]["int8"]) == Int8Config(8, 128)
+    assert EvaluateConfig.from_params(params["evaluate"]) == EvaluateConfig(500, 2, 3, 10)
+    assert config.grid(params) == ((0.0, 0.1, 0.3, 0.5, 0.7), (0.0, 0.1, 0.3, 0.5, 0.7),
+                                   ("fp32", "fp16", "int8"))
+
+
+# ---- data -------------------------------------------------------------------------------------
+
+def test_unknown_data_source_is_named(params):
+    with_value(params, "data.source", "imagenet")
+    assert_config_error(lambda: DataConfig.from_params(params["data"]),
+                        "data.source", "'imagenet'", "cifar10, folder, synthetic")
+
+
+@pytest.mark.parametrize("path", ["", None])
+def test_folder_source_needs_a_path(params, path):
+    with_value(params, "data.source", "folder")
+    with_value(params, "data.path", path)
+    assert_config_error(lambda: DataConfig.from_params(params["data"]), "data.path", repr(path))
+
+
+@pytest.mark.parametrize("key, value", [("train_subset", -1), ("seed", 1.5),
+                                        ("synthetic_train_size", 0), ("test_subset", True)])
+def test_bad_data_counts(params, key, value):
+    with_value(params, f"data.{key}", value)
+    assert_config_error(lambda: DataConfig.from_params(params["data"]), f"data.{key}", repr(value))
+
+
+# ---- model and train --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", [0, -8, 8.0, "64", True])
+def test_model_width_must_be_a_positive_integer(params, value):
+    with_value(params, "model.width", value)
+    assert_config_error(lambda: ModelConfig.from_params(params["model"]),
+                        "model.width", repr(value), "integer >= 1")
+
+
+@pytest.mark.parametrize("key, value, allowed", [
+    ("epochs", 0, "integer >= 1"),
+    ("epochs", -3, "integer >= 1"),
+    ("epochs", 2.5, "integer >= 1"),
+    ("batch_size", 0, "integer >= 1"),
+    ("batch_size", -128, "integer >= 1"),
+    ("lr", 0, "number > 0"),
+    ("lr", -0.1, "number > 0"),
+    ("lr", float("nan"), "number > 0"),
+    ("lr", float("inf"), "number > 0"),
+    ("lr", "0.1", "number > 0"),
+    ("momentum", 1.0, "[0, 1)"),
+    ("momentum", -0.5, "number >= 0"),
+    ("weight_decay", -1e-4, "number >= 0"),
+    ("schedule", "step", "cosine, constant"),
+])
+def test_bad_train_values_are_named(params, key, value, allowed):
+    with_value(params, f"train.{key}", value)
+    assert_config_error(lambda: TrainConfig.from_params(params["train"]),
+                        f"train.{key}", repr(value), allowed)
+
+
+def test_train_errors_use_the_given_prefix(params):
+    section = config.section(params, "finetune.structured")
+    section["epochs"] = 0
+    assert_config_error(lambda: TrainConfig.from_params(section, prefix="finetune.structured"),
+                        "finetune.structured.epochs = 0")
+
+
+def test_integer_lr_is_accepted_as_float(params):
+    with_value(params, "train.lr", 1)
+    cfg = TrainConfig.from_params(params["train"])
+    assert cfg.lr == 1.0 and isinstance(cfg.lr, float)
+
+
+# ---- keys -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("section_name, typo, cls", [
+    ("train", "learning_rate", TrainConfig),
+    ("model", "widht", ModelConfig),
+    ("data", "sorce", DataConfig),
+    ("evaluate", "latency_repeat", EvaluateConfig),
+])
+def test_unknown_key_is_named(params, section_name, typo, cls):
+    params[section_name][typo] = 1
+    assert_config_error(lambda: cls.from_params(params[section_name]),
+                        f"unknown key {section_name}.{typo}", "allowed keys")
+
+
+def test_missing_key_is_named(params):
+    del params["train"]["momentum"]
+    assert_config_error(lambda: TrainConfig.from_params(params["train"]),
+                        "key train.momentum is missing")
+
+
+def test_missing_section_is_named(params):
+    del params["prune"]["structured"]
+    assert_config_error(lambda: config.section(params, "prune.structured"),
+                        "section 'prune.structured' is missing")
+    assert_config_error(lambda: config.grid(params), "prune.structured")
+
+
+# ---- pruning amounts and quant types -----------------------------------------------------------
+
+def test_amounts_accepts_a_valid_grid():
+    assert config.amounts("k", [0, 0.25, 0.999]) == (0.0, 0.25, 0.999)
+
+
+@pytest.mark.parametrize("value, fragment", [
+    ([0, 1.0], "contains 1.0"),
+    ([0, -0.1], "contains -0.1"),
+    ([0.5, 1], "contains 1;"),
+    ([0.1, "0.3"], "contains '0.3'"),
+    ([0.1, None], "contains None"),
+    ([True], "contains True"),
+    ([0.1, float("nan")], "contains nan"),
+    ([0.1, 0.3, 0.1], "repeats [0.1]"),
+    ([0, 0.0], "repeats [0]"),
+    ([], "[]"),
+    (0.3, "0.3"),
+    (None, "None"),
+])
+def test_bad_amounts_are_named(value, fragment):
+    assert_config_error(lambda: config.amounts("prune.structured.amounts", value),
+                        "prune.structured.amounts", fragment)
+
+
+def test_amounts_error_via_params(params):
+    with_value(params, "prune.unstructured.amounts", [0, 0.5, 0.5])
+    assert_config_error(lambda: config.grid(params), "prune.unstructured.amounts", "repeats [0.5]")
+
+
+@pytest.mark.parametrize("value, fragment", [
+    (["fp32", "int4"], "'int4'"),
+    (["bf16"], "'bf16'"),
+    (["fp32", "fp32"], "repeats a type"),
+    ([], "non-empty list"),
+    ("fp32", "'fp32'"),
+])
+def test_bad_quant_types_are_named(value, fragment):
+    assert_config_error(lambda: config.quant_types("quantize.types", value),
+                        "quantize.types", fragment)
+
+
+def test_quant_types_accepts_all_known_types():
+    assert config.quant_types("k", ["int8", "fp32"]) == ("int8", "fp32")
+
+
+# ---- stage amount arguments -------------------------------------------------------------------
+
+def test_amount_arg():
+    allowed = (0.0, 0.1, 0.5)
+    assert config.amount_arg("0.1", allowed, "k") == 0.1
+    assert config.amount_arg("5e-1", allowed, "k") == 0.5
+    assert_config_error(lambda: config.amount_arg("0.2", allowed, "prune.x"),
+                        "0.2", "prune.x", "[0.0, 0.1, 0.5]")
+    assert_config_error(lambda: config.amount_arg("half", allowed, "k"), "'half'", "not a number")
+
+
+# ---- params file ------------------------------------------------------------------------------
+
+def test_load_params_errors(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    assert_config_error(lambda: config.load_params(missing), str(missing), "not found")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("train: [1, 2\n")
+    assert_config_error(lambda: config.load_params(broken), "not valid YAML")
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("42\n")
+    assert_config_error(lambda: config.load_params(scalar), "expected a mapping", "int")
