@@ -116,14 +116,14 @@ def test_random_bytes(tmp_path):
 
 @pytest.mark.parametrize("content", [
     b"",
-    b"hello, I am not a checkpoint\n",
+    b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"ab" * 32 + b"\nsize 217483\n",
+    b"<!DOCTYPE html><html><body>404 Not Found</body></html>",
     b"PK\x03\x04" + b"\x00" * 100,
-    pytest.param(b".", marks=pytest.mark.xfail(strict=True, reason=(
-        "src bug: checkpoint.load does not catch IndexError raised by torch's weights-only "
-        "unpickler on a pickle STOP/reduce opcode with an empty stack"))),
-    pytest.param(b"\x80\x02R.", marks=pytest.mark.xfail(strict=True, reason=(
-        "src bug: checkpoint.load does not catch IndexError from the weights-only unpickler"))),
-], ids=["empty", "text", "zip-magic", "pickle-stop", "pickle-reduce"])
+    b"hello, I am not a checkpoint\n",  # 'h' is the BINGET opcode: memo lookup
+    b".",  # STOP with an empty stack
+    b"\x80\x02R.",  # REDUCE with an empty stack
+], ids=["empty", "lfs-pointer", "html", "zip-magic", "text-starting-with-h", "pickle-stop",
+        "pickle-reduce"])
 def test_garbage_files(tmp_path, content):
     path = tmp_path / "model.pt"
     path.write_bytes(content)

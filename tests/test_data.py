@@ -368,10 +368,6 @@ def test_calibration_batches_use_train_images_only():
     assert len(set(ids)) == 12 and all(0 <= i < 20 for i in ids)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "src bug: _archive_files relies on tarfile.getmembers(), which treats a truncated member "
-    "header in an uncompressed .tar as the end of the archive, so the last image is silently "
-    "dropped instead of raising DataError"))
 def test_plain_tar_truncated_inside_a_member_header(tmp_path):
     path = tmp_path / "images.tar"
     with tarfile.open(path, "w") as tar:

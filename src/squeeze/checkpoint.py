@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pickle
 import warnings
-import zipfile
 from pathlib import Path
 
 import torch
@@ -38,13 +37,15 @@ def load(path: str | Path, kind: str | None = None) -> dict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # storage/quantized-tensor deprecation notices
             payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
-        raise CheckpointError(f"{path}: refused to load: not plain weights ({first[:160]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint, truncated or corrupt "
-                              f"({first[:160]})") from None
+    except Exception as err:  # torch's weights-only loader raises many types on damaged input
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        unsafe = [line for line in lines if "Unsupported global" in line or "GLOBAL" in line]
+        if unsafe:
+            raise CheckpointError(f"{path}: refused to load: it holds objects other than plain "
+                                  f"weights, which are never unpickled ({unsafe[0][:120]})") from None
+        first = lines[0][:120] if lines else ""
+        raise CheckpointError(f"{path}: not a readable checkpoint: truncated or corrupt "
+                              f"({type(err).__name__}: {first})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a squeeze checkpoint (no format marker {FORMAT!r})")
     if kind is not None and payload.get("kind") != kind:

@@ -89,7 +89,7 @@ def load_folder(path: Path) -> Dataset:
             split, cls = parts[0], parts[1]
         else:
             continue
-        if Path(parts[-1]).suffix.lower() in IMAGE_SUFFIXES:
+        if Path(parts[-1]).suffix.lower() in IMAGE_SUFFIXES and not parts[-1].startswith("._"):
             by_split[split].setdefault(cls, []).append((rel, opener))
     for split in SPLITS:
         if not by_split[split]:
@@ -113,6 +113,11 @@ def _archive_files(path: Path):
     try:
         tar = tarfile.open(path, "r:*")
         members = [m for m in tar.getmembers() if m.isfile()]
+        # tarfile takes a cut-off header for the end of the archive: what follows the last
+        # member must be the zero padding of a complete archive
+        tar.fileobj.seek(tar.offset)
+        if tar.fileobj.read().strip(b"\0"):
+            raise tarfile.ReadError("archive ends inside a member header (truncated)")
     except (tarfile.TarError, EOFError, OSError) as err:
         raise DataError(f"{path}: not a readable tar archive ({err}); expected a .tar.gz of an "
                         "ImageFolder tree") from None

@@ -21,11 +21,10 @@ from .fsutil import write_json
 
 
 def model_name(structured, unstructured=None, quant=None) -> str:
-    """`s0.5`, `s0.5-u0.3`, `s0.5-u0.3-int8`: the amounts exactly as params.yaml and dvc.yaml
-    spell them (str of the YAML value), so file names match DVC's matrix interpolation."""
-    parts = [f"s{structured}"]
+    """`s0.5`, `s0.5-u0.3`, `s0.5-u0.3-int8` (amounts in shortest form: 0, not 0.0)."""
+    parts = [f"s{structured:g}"]
     if unstructured is not None:
-        parts.append(f"u{unstructured}")
+        parts.append(f"u{unstructured:g}")
     if quant is not None:
         parts.append(quant)
     return "-".join(parts)

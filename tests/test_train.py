@@ -1,0 +1,230 @@
+"""train.fit: it learns, it resumes to bit-identical weights, it stops loudly on divergence, and
+it logs a CSV history. All on CPU with width-4/8 models and synthetic data."""
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+import torch
+
+from squeeze import checkpoint, data, models, train
+from squeeze.config import TrainConfig
+from squeeze.models import ResNetSpec
+
+TIMING = ("epoch_seconds", "images_per_second")
+
+
+# ---- helpers -------------------------------------------------------------------------------------
+
+def device_data(train_size: int, test_size: int, seed: int = 0) -> data.DeviceData:
+    ds = data.synthetic(train_size, test_size, seed=seed)
+    mean, std = ds.mean_std()
+    return data.DeviceData(ds, mean, std, "cpu")
+
+
+def fresh_model(width: int = 4, seed: int = 0) -> models.ResNet18:
+    torch.manual_seed(seed)
+    return models.build(ResNetSpec.resnet18(width))
+
+
+def config(**overrides) -> TrainConfig:
+    values = dict(epochs=4, batch_size=64, lr=0.05, momentum=0.9, weight_decay=5e-4,
+                  schedule="cosine", seed=0)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def without_timing(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in history]
+
+
+def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    different = [k for k in sa if not torch.equal(sa[k], sb[k])]
+    assert not different, f"tensors differ: {different[:5]}"
+
+
+def interrupt_in_epoch(dd: data.DeviceData, epoch: int) -> None:
+    """Make the `epoch`-th call of dd.train_batches (1-based) raise KeyboardInterrupt mid-epoch."""
+    original, calls = dd.train_batches, []
+
+    def train_batches(batch_size, generator):
+        calls.append(1)
+        for i, batch in enumerate(original(batch_size, generator)):
+            if len(calls) == epoch and i == 1:
+                raise KeyboardInterrupt
+            yield batch
+
+    dd.train_batches = train_batches
+
+
+@pytest.fixture(scope="module")
+def small_data() -> data.DeviceData:
+    return device_data(256, 100)
+
+
+# ---- learning --------------------------------------------------------------------------------------
+
+def test_fit_learns_synthetic_data(tmp_path):
+    dd = device_data(2000, 500)
+    model = fresh_model(width=8)
+    cfg = config(epochs=3, batch_size=128, lr=0.05)
+    log = tmp_path / "logs" / "train.csv"
+
+    result = train.fit(model, dd, cfg, name="baseline", log_path=log)
+
+    assert [row["epoch"] for row in result.history] == [1, 2, 3]
+    assert result.last["test_accuracy"] >= 0.9
+    assert result.last["test_accuracy"] == pytest.approx(train.evaluate(model, dd), abs=1e-6)
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert result.resumed_from_epoch == 0
+    # cosine schedule over 3 epochs, recorded at the start of each epoch
+    lrs = [row["lr"] for row in result.history]
+    assert lrs == pytest.approx([0.05, 0.05 * (1 + math.cos(math.pi / 3)) / 2,
+                                 0.05 * (1 + math.cos(2 * math.pi / 3)) / 2])
+    rows = list(csv.DictReader(log.open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert float(rows[-1]["test_accuracy"]) == result.last["test_accuracy"]
+
+
+def test_constant_schedule_keeps_lr(small_data):
+    result = train.fit(fresh_model(), small_data, config(epochs=2, schedule="constant", lr=0.02),
+                       name="t")
+    assert [row["lr"] for row in result.history] == [0.02, 0.02]
+
+
+def test_constraint_runs_after_every_step(small_data):
+    calls = []
+
+    def constraint(model):
+        calls.append(1)
+        with torch.no_grad():
+            model.layer2[0].conv1.weight[0].zero_()  # a pruned filter stays pruned
+
+    model = fresh_model()
+    train.fit(model, small_data, config(epochs=2), name="t", constraint=constraint)
+    steps = math.ceil(256 / 64)
+    assert len(calls) == 1 + 2 * steps, "once before training, then after every optimizer step"
+    assert torch.count_nonzero(model.layer2[0].conv1.weight[0]) == 0
+
+
+# ---- resume ----------------------------------------------------------------------------------------
+
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, small_data):
+    cfg = config(epochs=4)
+    straight = fresh_model()
+    expected = train.fit(straight, small_data, cfg, name="t")
+
+    resume = tmp_path / "runs" / "resume.pt"
+    interrupted_data = device_data(256, 100)
+    interrupt_in_epoch(interrupted_data, epoch=3)
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(fresh_model(), interrupted_data, cfg, name="t", resume_path=resume)
+    saved = checkpoint.load(resume, kind="resume")
+    assert saved["epoch"] == 2 and len(saved["history"]) == 2
+
+    resumed_model = fresh_model()
+    resumed = train.fit(resumed_model, small_data, cfg, name="t", resume_path=resume)
+
+    assert resumed.resumed_from_epoch == 2
+    assert_same_weights(resumed_model, straight)
+    assert without_timing(resumed.history) == without_timing(expected.history)
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3, 4]
+    assert not resume.exists(), "the resume checkpoint is deleted when training finishes"
+    assert list(resume.parent.iterdir()) == [], "and no temporary files are left"
+
+
+def test_resume_checkpoint_of_other_settings_is_ignored(tmp_path, small_data):
+    resume = tmp_path / "resume.pt"
+    interrupted_data = device_data(256, 100)
+    interrupt_in_epoch(interrupted_data, epoch=2)
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(fresh_model(), interrupted_data, config(epochs=2, lr=0.1), name="t",
+                  resume_path=resume)
+    assert checkpoint.load(resume, kind="resume")["epoch"] == 1
+
+    result = train.fit(fresh_model(), small_data, config(epochs=2, lr=0.05), name="t",
+                       resume_path=resume)
+    assert result.resumed_from_epoch == 0
+    assert [row["epoch"] for row in result.history] == [1, 2]
+    assert not resume.exists()
+
+
+def test_corrupt_resume_checkpoint_is_ignored(tmp_path, small_data, capsys):
+    resume = tmp_path / "resume.pt"
+    resume.write_bytes(b"\x00" * 64)
+    result = train.fit(fresh_model(), small_data, config(epochs=1), name="t", resume_path=resume)
+    assert result.resumed_from_epoch == 0 and len(result.history) == 1
+    assert "ignoring resume checkpoint" in capsys.readouterr().out
+    assert not resume.exists()
+
+
+# ---- divergence ------------------------------------------------------------------------------------
+
+def test_nan_loss_raises_training_diverged(tmp_path, small_data):
+    steps_per_epoch = math.ceil(256 / 64)
+    calls = []
+
+    def poison_in_epoch_2(model):
+        calls.append(1)
+        if len(calls) == 1 + steps_per_epoch + 1:  # after the first step of epoch 2
+            with torch.no_grad():
+                model.linear.weight[0, 0] = float("nan")
+
+    log = tmp_path / "train.csv"
+    resume = tmp_path / "resume.pt"
+    with pytest.raises(train.TrainingDiverged) as info:
+        train.fit(fresh_model(), small_data, config(epochs=3, lr=0.05), name="finetune",
+                  log_path=log, resume_path=resume, constraint=poison_in_epoch_2)
+    message = str(info.value)
+    assert "epoch 2" in message
+    assert "learning rate" in message and "0.05" in message
+    assert "nan" in message
+    assert [int(r["epoch"]) for r in csv.DictReader(log.open())] == [1], "epoch 2 was not logged"
+    assert checkpoint.load(resume, kind="resume")["epoch"] == 1, "epoch 1 is still resumable"
+
+
+def test_huge_learning_rate_diverges(small_data):
+    with pytest.raises(train.TrainingDiverged, match=r"epoch 1;.*learning rate \(lr is 1000000.0\)"):
+        train.fit(fresh_model(), small_data, config(epochs=2, lr=1e6, momentum=0.0), name="t")
+
+
+# ---- history CSV ------------------------------------------------------------------------------------
+
+def test_write_history(tmp_path):
+    history = [
+        {"epoch": 1, "train_loss": 2.1, "train_accuracy": 0.2, "test_accuracy": 0.25, "lr": 0.1,
+         "epoch_seconds": 1.5, "images_per_second": 1333.3},
+        {"epoch": 2, "train_loss": 1.4, "train_accuracy": 0.5, "test_accuracy": 0.55, "lr": 0.05,
+         "epoch_seconds": 1.4, "images_per_second": 1428.6},
+    ]
+    path = tmp_path / "plots" / "history.csv"
+    train.write_history(path, history)
+    with path.open() as fh:
+        reader = csv.DictReader(fh)
+        rows = list(reader)
+    assert tuple(reader.fieldnames) == train.HISTORY_COLUMNS == (
+        "epoch", "train_loss", "train_accuracy", "test_accuracy", "lr", "epoch_seconds",
+        "images_per_second")
+    assert [{k: float(v) for k, v in row.items()} for row in rows] == history
+    assert path.read_text().endswith("\n")
+    assert [p.name for p in path.parent.iterdir()] == ["history.csv"]
+
+
+def test_write_history_empty(tmp_path):
+    path = tmp_path / "history.csv"
+    train.write_history(path, [])
+    assert path.read_text() == ",".join(train.HISTORY_COLUMNS) + "\n"
+
+
+# ---- run identity ------------------------------------------------------------------------------------
+
+def test_fingerprint_depends_on_config_spec_and_extra():
+    base = train.fingerprint(config(), fresh_model(4))
+    assert base == train.fingerprint(config(), fresh_model(4, seed=1)), "weights are not part of it"
+    assert base != train.fingerprint(config(lr=0.1), fresh_model(4))
+    assert base != train.fingerprint(config(), fresh_model(8))
+    assert base != train.fingerprint(config(), fresh_model(4), {"amount": 0.5})
+    assert len(base) == 16
