@@ -78,8 +78,9 @@ def test_study_defaults_parse():
     assert StructuredConfig.from_params(
         {"amounts": [0, 0.1, 0.3, 0.5, 0.7], "scope": "layerwise", "criterion": "l1"}) == \
         StructuredConfig(amounts=(0.0, 0.1, 0.3, 0.5, 0.7), scope="layerwise", criterion="l1")
-    assert Int8Config.from_params({"calibration_batches": 8, "calibration_batch_size": 128}) == \
-        Int8Config(8, 128)
+    assert Int8Config.from_params({"calibration_batches": 8, "calibration_batch_size": 128,
+                                   "activation_observer": "histogram"}) == \
+        Int8Config(8, 128, "histogram")
     assert EvaluateConfig.from_params({"batch_size": 500, "latency_threads": 2, "latency_warmup": 3,
                                        "latency_repeats": 10}) == EvaluateConfig(500, 2, 3, 10)
 

@@ -6,25 +6,27 @@ metrics. Modules are never pickled; a model is rebuilt from its spec (see models
 """
 from __future__ import annotations
 
-import pickle
 import warnings
 from pathlib import Path
 
 import torch
 
 from . import models
+from .errors import SqueezeError
 from .fsutil import atomic_path
 
 FORMAT = "squeeze/1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(SqueezeError, ValueError):
     """A checkpoint that cannot be used; the message is one line for the user."""
 
 
 def save(path: str | Path, payload: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, **payload}, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        # to a file object: given a path, torch records the (random) temporary file name inside
+        # the archive, and the same weights would hash differently on every run
+        torch.save({"format": FORMAT, **payload}, fh)
 
 
 def load(path: str | Path, kind: str | None = None) -> dict:

@@ -1,7 +1,8 @@
 """The shared entry point of every stage script: run it, and turn a known failure into one line.
 
-Known failures (bad params, bad data, bad checkpoint, no int8 backend, diverged training) print
-`error: <what, which value, what is allowed>` and exit 1 with no traceback. The stage's outputs
+Known failures (SqueezeError: bad params, bad data, bad checkpoint, no int8 backend, diverged
+training, a missing report input) print `error: <what, which value, what is allowed>` and exit 1
+with no traceback. The stage's outputs
 (every argument whose name starts with `out`) are removed, so DVC caches nothing from a failed run.
 """
 from __future__ import annotations
@@ -11,17 +12,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .checkpoint import CheckpointError
-from .config import ConfigError
-from .data import DataError
-
-KNOWN_ERRORS: tuple[type[BaseException], ...] = (ConfigError, DataError, CheckpointError)
-
-
-def _known_errors() -> tuple[type[BaseException], ...]:
-    from .quantize import QuantizationError
-    from .train import TrainingDiverged
-    return KNOWN_ERRORS + (QuantizationError, TrainingDiverged)
+from .errors import SqueezeError
 
 
 def outputs(args: argparse.Namespace) -> list[Path]:
@@ -33,10 +24,13 @@ def run(main: Callable[[argparse.Namespace], object], parser: argparse.ArgumentP
     args = parser.parse_args(argv)
     try:
         main(args)
-    except _known_errors() as err:
+    except SqueezeError as err:
         for path in outputs(args):
-            path.unlink(missing_ok=True)
-        print(f"error: {err}", file=sys.stderr)
+            # a folder output (the report's figures) stays: each file in it is written atomically
+            if not path.is_dir():
+                path.unlink(missing_ok=True)
+        # one line even where a message quotes a multi-line one (tarfile lists each method tried)
+        print("error: " + " ".join(str(err).split()), file=sys.stderr)
         sys.exit(1)
 
 

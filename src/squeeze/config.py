@@ -12,14 +12,18 @@ from typing import Any, Mapping
 
 import yaml
 
+from .errors import SqueezeError
+
 DATA_SOURCES = ("cifar10", "folder", "synthetic")
 QUANT_TYPES = ("fp32", "fp16", "int8")
 SCHEDULES = ("cosine", "constant")
 PRUNE_SCOPES = ("layerwise", "global")
 PRUNE_CRITERIA = ("l1", "random")
+ACTIVATION_OBSERVERS = ("histogram", "minmax")
+MAX_GLOBAL_STRUCTURED_AMOUNT = 0.8  # see prune.MAX_GLOBAL_AMOUNT
 
 
-class ConfigError(ValueError):
+class ConfigError(SqueezeError, ValueError):
     """A params value that is not allowed; the message is one line for the user."""
 
 
@@ -203,9 +207,16 @@ class StructuredConfig:
     @classmethod
     def from_params(cls, d: Mapping) -> "StructuredConfig":
         _check_keys("prune.structured", d, _fields(cls))
-        return cls(amounts=amounts("prune.structured.amounts", d["amounts"]),
-                   scope=choice("prune.structured.scope", d["scope"], PRUNE_SCOPES),
-                   criterion=choice("prune.structured.criterion", d["criterion"], PRUNE_CRITERIA))
+        cfg = cls(amounts=amounts("prune.structured.amounts", d["amounts"]),
+                  scope=choice("prune.structured.scope", d["scope"], PRUNE_SCOPES),
+                  criterion=choice("prune.structured.criterion", d["criterion"], PRUNE_CRITERIA))
+        too_high = [a for a in cfg.amounts if a > MAX_GLOBAL_STRUCTURED_AMOUNT]
+        if cfg.scope == "global" and too_high:
+            raise ConfigError(
+                f"params.yaml: prune.structured.amounts contains {too_high[0]}; with scope: global "
+                f"each amount must be <= {MAX_GLOBAL_STRUCTURED_AMOUNT} (a global ranking cannot "
+                "cap single layers, so higher amounts skip whole layers); use scope: layerwise")
+        return cfg
 
 
 @dataclass(frozen=True)
@@ -224,6 +235,7 @@ class UnstructuredConfig:
 class Int8Config:
     calibration_batches: int
     calibration_batch_size: int
+    activation_observer: str
 
     @classmethod
     def from_params(cls, d: Mapping) -> "Int8Config":
@@ -232,7 +244,9 @@ class Int8Config:
             calibration_batches=positive_int("quantize.int8.calibration_batches",
                                              d["calibration_batches"]),
             calibration_batch_size=positive_int("quantize.int8.calibration_batch_size",
-                                                d["calibration_batch_size"]))
+                                                d["calibration_batch_size"]),
+            activation_observer=choice("quantize.int8.activation_observer",
+                                       d["activation_observer"], ACTIVATION_OBSERVERS))
 
 
 @dataclass(frozen=True)
@@ -271,3 +285,10 @@ def amount_arg(text: str, allowed: tuple[float, ...], key: str) -> float:
     if value not in allowed:
         raise ConfigError(f"amount {value} is not in {key} = {list(allowed)}")
     return value
+
+
+def quant_arg(text: str, allowed: tuple[str, ...]) -> str:
+    """A stage's quantization-type argument, checked against quantize.types."""
+    if text not in allowed:
+        raise ConfigError(f"quant {text!r} is not in quantize.types = {list(allowed)}")
+    return text

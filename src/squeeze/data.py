@@ -15,6 +15,7 @@ from typing import Iterator
 import numpy as np
 
 from .config import DataConfig
+from .errors import SqueezeError
 from .fsutil import atomic_path
 
 IMAGE_SIZE = 32
@@ -22,7 +23,7 @@ SPLITS = ("train", "test")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp"}
 
 
-class DataError(ValueError):
+class DataError(SqueezeError, ValueError):
     """Bad or unreadable data; the message is one line for the user."""
 
 

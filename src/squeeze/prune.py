@@ -18,9 +18,14 @@ import torch
 from torch import nn
 
 from . import models
+from .config import MAX_GLOBAL_STRUCTURED_AMOUNT
 
 
 # ---- structured -------------------------------------------------------------------------------
+
+# torch-pruning 1.6 does not cap a single layer under a global ranking: a layer whose channels
+# all fall below the threshold is skipped whole, so amounts near 0.9 prune *less* than 0.8.
+MAX_GLOBAL_AMOUNT = MAX_GLOBAL_STRUCTURED_AMOUNT
 
 def _filter_l1_importance(normalize: bool):
     import torch_pruning as tp
@@ -62,6 +67,9 @@ def prune_filters(model: models.ResNet18, amount: float, scope: str = "layerwise
 
     if not 0 <= amount < 1:
         raise ValueError(f"structured amount {amount} is not in [0, 1)")
+    if scope == "global" and amount > MAX_GLOBAL_AMOUNT:
+        raise ValueError(f"structured amount {amount} is above {MAX_GLOBAL_AMOUNT}, the most "
+                         "a global ranking can prune without skipping whole layers")
     if amount == 0:
         return model
     model.eval()
@@ -75,9 +83,7 @@ def prune_filters(model: models.ResNet18, amount: float, scope: str = "layerwise
     device = next(model.parameters()).device
     pruner = tp.pruner.MetaPruner(
         model, torch.zeros(1, 3, 32, 32, device=device), importance=importance,
-        pruning_ratio=amount, global_pruning=(scope == "global"),
-        # a global ranking may not empty a layer
-        max_pruning_ratio=0.95, ignored_layers=[model.linear],
+        pruning_ratio=amount, global_pruning=(scope == "global"), ignored_layers=[model.linear],
     )
     pruner.step()
     model.spec = models.spec_of(model)

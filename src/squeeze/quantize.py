@@ -24,11 +24,13 @@ import torch
 from torch import nn
 
 from . import checkpoint, models
+from .config import ACTIVATION_OBSERVERS
+from .errors import SqueezeError
 
 INT8_ENGINE = "x86"
 
 
-class QuantizationError(RuntimeError):
+class QuantizationError(SqueezeError, RuntimeError):
     """A quantization that cannot be done here; the message is one line for the user."""
 
 
@@ -51,8 +53,26 @@ def round_to_fp16(model: nn.Module) -> nn.Module:
     return model
 
 
-def _prepare_int8(float_model: nn.Module):
-    from torch.ao.quantization import get_default_qconfig_mapping
+
+
+def _qconfig_mapping(engine: str, activation_observer: str):
+    """The x86 defaults (per-channel symmetric weights; uint8 activations with reduce_range, which
+    fbgemm needs to avoid overflow) with a choice of activation observer: `histogram` (the
+    default, minimises quantization error, slow to calibrate on CPU) or `minmax` (fast)."""
+    from torch.ao.quantization import QConfig, get_default_qconfig_mapping
+    from torch.ao.quantization.observer import (HistogramObserver, MinMaxObserver,
+                                                default_per_channel_weight_observer)
+
+    if activation_observer not in ACTIVATION_OBSERVERS:
+        raise QuantizationError(f"unknown activation observer {activation_observer!r}; allowed: "
+                                + ", ".join(ACTIVATION_OBSERVERS))
+    observer = HistogramObserver if activation_observer == "histogram" else MinMaxObserver
+    qconfig = QConfig(activation=observer.with_args(reduce_range=True),
+                      weight=default_per_channel_weight_observer)
+    return get_default_qconfig_mapping(engine).set_global(qconfig)
+
+
+def _prepare_int8(float_model: nn.Module, activation_observer: str = "histogram"):
     from torch.ao.quantization.quantize_fx import prepare_fx
 
     engine = int8_engine()
@@ -60,7 +80,8 @@ def _prepare_int8(float_model: nn.Module):
     example = (torch.zeros(1, 3, 32, 32),)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao deprecation notices, once per model
-        return prepare_fx(float_model.cpu().eval(), get_default_qconfig_mapping(engine), example)
+        return prepare_fx(float_model.cpu().eval(), _qconfig_mapping(engine, activation_observer),
+                          example)
 
 
 def _convert(prepared):
@@ -72,9 +93,10 @@ def _convert(prepared):
 
 
 @torch.no_grad()
-def to_int8(float_model: nn.Module, calibration: Iterable[torch.Tensor]) -> nn.Module:
+def to_int8(float_model: nn.Module, calibration: Iterable[torch.Tensor],
+            activation_observer: str = "histogram") -> nn.Module:
     """Static int8 PTQ: observe activation ranges on `calibration` batches, then convert."""
-    prepared = _prepare_int8(float_model)
+    prepared = _prepare_int8(float_model, activation_observer)
     seen = 0
     for x in calibration:
         prepared(x.cpu())
@@ -84,7 +106,8 @@ def to_int8(float_model: nn.Module, calibration: Iterable[torch.Tensor]) -> nn.M
     return _convert(prepared)
 
 
-def quantize(model: nn.Module, quant: str, calibration: Iterable[torch.Tensor] | None = None) -> nn.Module:
+def quantize(model: nn.Module, quant: str, calibration: Iterable[torch.Tensor] | None = None,
+             activation_observer: str = "histogram") -> nn.Module:
     """The model in `quant` form (fp32 returns it unchanged; fp16 rounds weights in place)."""
     if quant == "fp32":
         return model
@@ -93,7 +116,7 @@ def quantize(model: nn.Module, quant: str, calibration: Iterable[torch.Tensor] |
     if quant == "int8":
         if calibration is None:
             raise QuantizationError("int8 needs calibration batches")
-        return to_int8(model, calibration)
+        return to_int8(model, calibration, activation_observer)
     raise QuantizationError(f"unknown quantization type {quant!r}; allowed: fp32, fp16, int8")
 
 
@@ -102,6 +125,10 @@ def save_quantized(path, qmodel: nn.Module, spec: models.ResNetSpec, quant: str,
     # the state dict itself, not a copy: its _metadata carries the module versions that the
     # quantized modules need to read their packed weights back
     state = qmodel.cpu().state_dict()
+    if quant == "fp16":  # stored as half precision: the file is the size fp16 deployment ships
+        for key, value in state.items():
+            if value.is_floating_point():
+                state[key] = value.half()
     checkpoint.save(path, {"kind": f"quantized-{quant}", "quant": quant, "state_dict": state,
                            "spec": spec.to_dict(), "config": config, "metrics": metrics})
 
@@ -118,7 +145,9 @@ def load_quantized(path) -> tuple[nn.Module, dict]:
             model = _convert(_prepare_int8(models.build(spec)))
             model.load_state_dict(payload["state_dict"])
         else:
-            model = models.from_state(spec, payload["state_dict"])
+            state = {k: (v.float() if v.is_floating_point() else v)
+                     for k, v in payload["state_dict"].items()}
+            model = models.from_state(spec, state)
     except (ValueError, KeyError, RuntimeError) as err:
         raise checkpoint.CheckpointError(
             f"{path}: architecture spec does not match its weights ({str(err).splitlines()[0]})") from None

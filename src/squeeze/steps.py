@@ -18,16 +18,7 @@ from .config import (DataConfig, EvaluateConfig, Int8Config, ModelConfig, Struct
                      TrainConfig, UnstructuredConfig)
 from .data import DeviceData, prepare
 from .fsutil import write_json
-
-
-def model_name(structured, unstructured=None, quant=None) -> str:
-    """`s0.5`, `s0.5-u0.3`, `s0.5-u0.3-int8` (amounts in shortest form: 0, not 0.0)."""
-    parts = [f"s{structured:g}"]
-    if unstructured is not None:
-        parts.append(f"u{unstructured:g}")
-    if quant is not None:
-        parts.append(quant)
-    return "-".join(parts)
+from .names import model_name
 
 
 def file_sha256(path: Path) -> str:
@@ -145,7 +136,8 @@ def run_quantize_evaluate(structured: float, unstructured: float, quant: str,
     if quant == "int8":
         calibration = data.calibration_batches(int8_cfg.calibration_batch_size,
                                                int8_cfg.calibration_batches, seed=0)
-        qmodel = quantize.quantize(copy.deepcopy(float_model), "int8", calibration)
+        qmodel = quantize.quantize(copy.deepcopy(float_model), "int8", calibration,
+                                   int8_cfg.activation_observer)
     else:
         qmodel = quantize.quantize(copy.deepcopy(float_model), quant)
     accuracy = _accuracy(qmodel, data, quant, eval_cfg.batch_size)

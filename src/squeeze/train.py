@@ -26,10 +26,11 @@ from torch import nn
 from . import checkpoint
 from .config import TrainConfig
 from .data import DeviceData
+from .errors import SqueezeError
 from .fsutil import write_text
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(SqueezeError, RuntimeError):
     """The loss stopped being finite; the message names the epoch and suggests a fix."""
 
 

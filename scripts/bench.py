@@ -1,0 +1,130 @@
+"""Benchmarks: how fast squeeze is against what a user would otherwise write -> reports/bench.json.
+
+    python scripts/bench.py [--data ARCHIVE] [--out reports/bench.json] [--quick]
+                            [--pipeline-overhead] [--threads N] [--int8-engines x86,onednn,fbgemm]
+                            [--only data_path,int8,structured,training]
+
+Every figure is a ratio of two things measured interleaved in the same run (see squeeze.bench);
+the file records the machine, threads, torch version, date and load average. Goals are written
+beside the figures for the reader; nothing fails on time. --pipeline-overhead runs the whole
+default grid once on tiny settings in a temporary copy of the repository (several minutes on a
+small CPU), then times a `dvc repro` that has nothing to do.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from squeeze import bench, data, profiles  # noqa: E402
+from squeeze.config import TrainConfig, load_params, section  # noqa: E402
+from squeeze.fsutil import write_json  # noqa: E402
+
+SECTIONS = ("data_path", "int8", "structured", "training")
+
+# Full: the figures quoted in the README. Quick: the same code on small settings (about a minute).
+SETTINGS = {
+    "full": {"synthetic_images": 5000, "batches_per_round": 20, "rounds": 5, "latency_width": None,
+             "train_images": 512, "quick_train_images": 2048, "train_width": None},
+    "quick": {"synthetic_images": 1024, "batches_per_round": 4, "rounds": 3, "latency_width": 16,
+              "warmup": 1, "repeats": 3, "train_images": 128, "quick_train_images": 256,
+              "train_width": 16},
+}
+
+
+def load_data(archive: str | None, synthetic_images: int) -> tuple[data.Dataset, str]:
+    if archive is None:
+        return data.synthetic(synthetic_images, 200, seed=0), f"synthetic ({synthetic_images} images)"
+    return data.load_folder(Path(archive)), str(archive)
+
+
+def timed(results: dict, name: str, run) -> None:
+    """Run one benchmark, recording its wall time and the load average around it."""
+    load_before, start = bench.loadavg(), time.perf_counter()
+    print(f"{name} ...", flush=True)
+    results[name] = {**run(), "loadavg_before": load_before, "loadavg_after": bench.loadavg(),
+                     "bench_seconds": round(time.perf_counter() - start, 1)}
+    print(json.dumps({name: results[name]}, indent=1), flush=True)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", help="ImageFolder .tar.gz or tree (e.g. ../shared/data/cifar10-jpeg.tar.gz); "
+                                  "default: synthetic images")
+    p.add_argument("--out", default=str(ROOT / "reports" / "bench.json"))
+    p.add_argument("--quick", action="store_true", help="small settings: checks that it runs")
+    p.add_argument("--pipeline-overhead", action="store_true",
+                   help="also time a no-op `dvc repro` of the full default grid (minutes)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: evaluate.latency_threads)")
+    p.add_argument("--int8-engines", default="x86", help="comma-separated quantized engines to time")
+    p.add_argument("--only", help=f"comma-separated subset of {','.join(SECTIONS)}")
+    args = p.parse_args(argv)
+
+    params = load_params(ROOT / "params.yaml")
+    evaluate = section(params, "evaluate")
+    settings = {"warmup": evaluate["latency_warmup"], "repeats": evaluate["latency_repeats"],
+                **SETTINGS["quick" if args.quick else "full"]}
+    threads = args.threads or evaluate["latency_threads"]
+    only = set(args.only.split(",")) if args.only else set(SECTIONS)
+    width = settings["latency_width"] or section(params, "model")["width"]
+    structured = tuple(section(params, "prune.structured")["amounts"])
+    unstructured = max(section(params, "prune.unstructured")["amounts"])
+    latency = {"width": width, "threads": threads, "warmup": settings["warmup"],
+               "repeats": settings["repeats"]}
+
+    started = time.perf_counter()
+    results: dict = {"environment": bench.environment(threads), "mode": "quick" if args.quick else "full"}
+    ds, source = load_data(args.data, settings["synthetic_images"])
+    mean, std = ds.mean_std()
+    results["data"] = source
+
+    with tempfile.TemporaryDirectory(prefix="squeeze-bench-") as tmp:
+        if "data_path" in only:
+            folder = (bench.extract_train_split(Path(args.data), Path(tmp))
+                      if args.data and not args.quick else None)
+            timed(results, "data_path", lambda: bench.data_path(
+                ds, mean, std, batch_size=section(params, "train")["batch_size"],
+                batches_per_round=settings["batches_per_round"], rounds=settings["rounds"],
+                imagefolder=folder))
+    if "int8" in only:
+        timed(results, "int8", lambda: bench.int8_latency(
+            structured=(0, 0.5), engines=tuple(args.int8_engines.split(",")), **latency))
+    if "structured" in only:
+        timed(results, "structured", lambda: bench.structured_latency(
+            amounts=structured, unstructured=unstructured, **latency))
+    if "training" in only:
+        timed(results, "training", lambda: training(params, ds, mean, std, settings, threads))
+    if args.pipeline_overhead:
+        timed(results, "pipeline_overhead", lambda: bench.pipeline_overhead(ROOT))
+    else:
+        results["pipeline_overhead"] = {"skipped": "run with --pipeline-overhead (minutes)"}
+    results["loadavg_end"] = bench.loadavg()
+    results["bench_seconds"] = round(time.perf_counter() - started, 1)
+    write_json(args.out, results)
+    print(f"wrote {args.out}", flush=True)
+    return results
+
+
+def training(params: dict, ds, mean, std, settings: dict, threads: int) -> dict:
+    """fit() images/s at the baseline width (the study's recipe) and with the quick profile."""
+    quick = bench.with_overrides(params, profiles.load("quick", ROOT / "profiles"))
+    out = {}
+    for name, p, images in (("baseline", params, settings["train_images"]),
+                            ("quick_profile", quick, settings["quick_train_images"])):
+        width = section(p, "model")["width"]
+        if name == "baseline" and settings["train_width"]:
+            width = settings["train_width"]
+        cfg = TrainConfig.from_params(section(p, "train"))
+        out[name] = bench.training_throughput(ds, mean, std, width=width, cfg=cfg, images=images,
+                                              threads=threads)
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""bench and the GPU check on tiny settings: the structure of what they write, and that every
+ratio is a positive number. Never a wall-clock threshold: these machines are shared."""
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from squeeze import bench, data
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def positive(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def all_positive(tree) -> bool:
+    if isinstance(tree, dict):
+        return all(all_positive(v) for v in tree.values())
+    return positive(tree)
+
+
+def tiny_dataset(train: int = 64, test: int = 20) -> tuple[data.Dataset, np.ndarray, np.ndarray]:
+    ds = data.synthetic(train, test, seed=0)
+    mean, std = ds.mean_std()
+    return ds, mean, std
+
+
+def write_archive(path: Path, per_class: dict[str, int], classes: int = 10) -> Path:
+    """A CIFAR-like ImageFolder .tar.gz of random 32x32 JPEGs."""
+    rng = np.random.default_rng(0)
+    with tarfile.open(path, "w:gz") as tar:
+        for split, count in per_class.items():
+            for c in range(classes):
+                for i in range(count):
+                    buf = io.BytesIO()
+                    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(buf, "JPEG")
+                    info = tarfile.TarInfo(f"cifar/{split}/class{c}/{i:04d}.jpg")
+                    info.size = buf.tell()
+                    buf.seek(0)
+                    tar.addfile(info, buf)
+    return path
+
+
+# ---- timing helpers -------------------------------------------------------------------------
+
+def test_interleaved_rotates_order_and_times_every_round():
+    order = []
+    calls = {name: (lambda name=name: order.append(name)) for name in "abc"}
+    times = bench.interleaved(calls, repeats=3, warmup=1)
+    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3, "c": 3}
+    assert order == list("abc") + list("abc") + list("bca") + list("cab")
+    assert all(t >= 0 for v in times.values() for t in v)
+
+
+def test_paired_speedup_is_median_of_round_ratios():
+    assert bench.paired_speedup([4.0, 9.0, 2.0], [1.0, 1.0, 1.0]) == 4.0
+    assert bench.paired_speedup([1.0, 1.0], [2.0, 2.0]) == 0.5
+
+
+def test_with_overrides_sets_dotted_keys_on_a_copy():
+    params = {"train": {"epochs": 200, "lr": 0.01}, "model": {"width": 64}}
+    out = bench.with_overrides(params, {"train.epochs": 1, "finetune.structured.epochs": 2})
+    assert out["train"] == {"epochs": 1, "lr": 0.01}
+    assert out["finetune"]["structured"]["epochs"] == 2
+    assert params["train"]["epochs"] == 200
+
+
+def test_environment_records_machine_threads_torch_date_and_load():
+    env = bench.environment(threads=2)
+    for key in ("machine", "threads", "torch", "date", "loadavg", "device", "cpu_count"):
+        assert key in env
+    assert env["threads"] == 2
+
+
+# ---- the benchmarks, tiny --------------------------------------------------------------------
+
+def test_data_path_against_dataloader_and_imagefolder(tmp_path):
+    ds, mean, std = tiny_dataset(train=80)
+    folder = bench.extract_train_split(write_archive(tmp_path / "c.tar.gz", {"train": 4, "test": 1}),
+                                       tmp_path / "x")
+    assert folder.name == "train" and len(list(folder.glob("*/*.jpg"))) == 40
+    result = bench.data_path(ds, mean, std, batch_size=16, batches_per_round=2, rounds=2,
+                             workers=1, imagefolder=folder)
+    assert set(result["batches_per_second"]) == {"squeeze", "dataloader", "imagefolder"}
+    assert all_positive(result["batches_per_second"])
+    assert positive(result["speedup"]) and positive(result["speedup_vs_imagefolder"])
+    assert result["goal_speedup"] == 10
+
+
+def test_conventional_loader_yields_normalised_augmented_batches():
+    ds, mean, std = tiny_dataset(train=32)
+    loader = bench.conventional_loader(
+        bench.ArrayImages(ds.x_train, ds.y_train, bench.conventional_transform(mean, std)), 8, 0)
+    x, y = next(iter(loader))
+    assert x.shape == (8, 3, 32, 32) and y.shape == (8,)
+    assert abs(float(x.mean())) < 1.0  # normalised, not [0, 1] or [0, 255]
+
+
+def test_int8_latency_structure():
+    result = bench.int8_latency(width=4, structured=(0.5,), batch_sizes=(1, 4), threads=1,
+                                warmup=1, repeats=2)
+    assert set(result["ms_per_image"]) == {"b1", "b4"}
+    assert set(result["ms_per_image"]["b4"]) == {"fp32-s0", "int8-x86-s0", "fp32-s0.5", "int8-x86-s0.5"}
+    assert set(result["speedup"]["x86"]["b4"]) == {"s0", "s0.5"}
+    assert all_positive(result["speedup"]) and all_positive(result["vs_fp32_baseline"])
+    assert all_positive(result["ms_per_image"])
+
+
+def test_int8_latency_with_another_engine_restores_the_default():
+    from squeeze import quantize
+    import torch
+
+    before = torch.backends.quantized.engine
+    result = bench.int8_latency(width=4, structured=(0,), batch_sizes=(2,), threads=1,
+                                engines=("x86", "onednn"), warmup=0, repeats=1)
+    assert set(result["speedup"]) == {"x86", "onednn"}
+    assert quantize.INT8_ENGINE == "x86" and torch.backends.quantized.engine == before
+
+
+def test_structured_latency_reports_ops_and_a_dense_zeros_control():
+    result = bench.structured_latency(width=4, amounts=(0, 0.5), unstructured=0.5,
+                                      batch_sizes=(2,), threads=1, warmup=0, repeats=2)
+    assert set(result["speedup_vs_dense"]["b2"]) == {"s0.5", "s0-u0.5"}
+    assert all_positive(result["speedup_vs_dense"])
+    ops = result["ops"]
+    assert ops["s0.5"] < ops["s0"] and ops["s0-u0.5"] == ops["s0"]
+    assert "no speedup" in result["note"]
+
+
+def test_training_throughput_structure():
+    ds, mean, std = tiny_dataset(train=64)
+    from squeeze.config import TrainConfig
+
+    cfg = TrainConfig(epochs=200, batch_size=32, lr=0.01, momentum=0.9, weight_decay=5e-4,
+                      schedule="cosine", seed=0)
+    result = bench.training_throughput(ds, mean, std, width=4, cfg=cfg, images=64, epochs=2,
+                                       test_images=20, device="cpu", threads=1)
+    assert result["device"] == "cpu" and result["epochs_counted"] == 1
+    assert result["images_per_epoch"] == 64
+    assert positive(result["images_per_second"]) and positive(result["epoch_seconds"])
+
+
+def test_bench_cli_writes_json(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_cli", ROOT / "scripts" / "bench.py")
+    bench_cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_cli)
+    out = tmp_path / "bench.json"
+    bench_cli.main(["--quick", "--only", "int8", "--threads", "1", "--out", str(out)])
+    written = json.loads(out.read_text())
+    assert written["environment"]["threads"] == 1
+    assert written["mode"] == "quick"
+    assert all_positive(written["int8"]["speedup"])
+    assert "skipped" in written["pipeline_overhead"]
+
+
+@pytest.mark.e2e
+def test_pipeline_overhead_on_a_one_model_grid():
+    result = bench.pipeline_overhead(ROOT, overrides={"prune.structured.amounts": [0],
+                                                      "prune.unstructured.amounts": [0],
+                                                      "quantize.types": ["fp32"]}, repeats=1)
+    assert result["stages"] >= 5  # prepare, train, prune x2, quantize (+ any report stage)
+    assert positive(result["noop_repro_seconds"]) and positive(result["status_seconds"])
+
+
+# ---- GPU check, on CPU -------------------------------------------------------------------------
+
+def test_gpu_check_runs_on_cpu_with_tiny_settings(tmp_path):
+    archive = write_archive(tmp_path / "cifar.tar.gz", {"train": 8, "test": 3})
+    env = {**os.environ, "SQUEEZE_DEVICE": "cpu", "OMP_NUM_THREADS": "1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-check.sh"), str(archive),
+                           str(tmp_path / "out"), "--tiny"], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "gpu-check.json").read_text())
+    assert json.loads(done.stdout[done.stdout.rindex("\n{") + 1:]) == summary
+    assert summary["device"] == "cpu" and summary["tiny"] is True
+    assert summary["train_images"] == 80 and summary["test_images"] == 30
+    base = summary["baseline"]
+    assert 1 <= base["epochs"] <= 2 and base["meets_goal"] is None
+    assert positive(base["seconds_per_epoch"]) and positive(base["images_per_second"])
+    assert 0 <= base["test_accuracy"] <= 1
+    pruned = summary["s0.5"]
+    assert set(pruned["quantized"]) == {"fp32", "fp16", "int8"}
+    assert pruned["quantized"]["int8"]["params"] < 11_173_962
+    assert all(0 <= q["accuracy"] <= 1 for q in pruned["quantized"].values())
+    assert (tmp_path / "out" / "baseline.csv").is_file() and (tmp_path / "out" / "s0.5.csv").is_file()

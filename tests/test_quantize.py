@@ -1,0 +1,309 @@
+"""quantize: fp16 rounding, static int8 PTQ (FX, x86 backend), saving/loading quantized models,
+and the quantize+evaluate step. CPU only, width 4-8 models, synthetic data; one small model is
+trained once for the whole file."""
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+
+from squeeze import checkpoint, data, measure, models, prune, quantize, steps, train
+from squeeze.config import EvaluateConfig, Int8Config, TrainConfig
+from squeeze.models import ResNetSpec
+
+METRIC_KEYS = {"structured", "unstructured", "quant", "accuracy", "params", "nonzero_params",
+               "sparsity", "ops", "q_w", "q_a", "score", "score_seed", "latency_ms_b1",
+               "latency_ms_b32", "size_bytes"}
+EVAL_CFG = EvaluateConfig(batch_size=50, latency_threads=1, latency_warmup=0, latency_repeats=1)
+INT8_CFG = Int8Config(calibration_batches=2, calibration_batch_size=32, activation_observer="minmax")
+
+
+# ---- helpers -------------------------------------------------------------------------------------
+
+def fresh_model(width: int = 4, seed: int = 0) -> models.ResNet18:
+    torch.manual_seed(seed)
+    return models.build(ResNetSpec.resnet18(width))
+
+
+def device_data(train_size: int, test_size: int, seed: int = 0) -> data.DeviceData:
+    ds = data.synthetic(train_size, test_size, seed=seed)
+    mean, std = ds.mean_std()
+    return data.DeviceData(ds, mean, std, "cpu")
+
+
+def fixed_batch(dd: data.DeviceData, n: int = 16) -> torch.Tensor:
+    return next(dd.test_batches(n))[0]
+
+
+@torch.no_grad()
+def predictions(model, dd: data.DeviceData) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(x).argmax(1) for x, _ in dd.test_batches(250)])
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A width-8 net trained to ~0.98+ test accuracy on the synthetic task, with its data.
+
+    1000 training images in batches of 64 (48 steps) learn the task as reliably as 2000 in
+    batches of 128 (checked over model seeds 0-2: 0.98-1.0) at half the CPU time (~10 s)."""
+    dd = device_data(1000, 500)
+    model = fresh_model(width=8)
+    cfg = TrainConfig(epochs=3, batch_size=64, lr=0.05, momentum=0.9, weight_decay=5e-4,
+                      schedule="cosine", seed=0)
+    train.fit(model, dd, cfg, name="fp32")
+    return model.eval(), dd
+
+
+@pytest.fixture(scope="module")
+def small_data() -> data.DeviceData:
+    return device_data(128, 64)
+
+
+# ---- int8 -------------------------------------------------------------------------------------------
+
+def test_int8_agrees_with_fp32(trained):
+    model, dd = trained
+    fp32_accuracy = measure.accuracy(model, dd.test_batches(250))
+    assert fp32_accuracy >= 0.9, "the fixture model did not learn; the comparison would be weak"
+
+    q = quantize.to_int8(copy.deepcopy(model), dd.calibration_batches(64, 4, seed=0))
+
+    assert len(quantize.int8_weights(q)) == len(prune.prunable_weights(model)) == 21
+    agreement = float((predictions(q, dd) == predictions(model, dd)).float().mean())
+    int8_accuracy = measure.accuracy(q, dd.test_batches(250))
+    assert agreement > 0.95
+    assert abs(int8_accuracy - fp32_accuracy) <= 0.03
+    # it really is int8: weights are quantized tensors and the outputs are not bit-identical
+    with torch.no_grad():
+        x = fixed_batch(dd)
+        assert not torch.equal(q(x), model(x))
+
+
+def test_int8_needs_calibration():
+    with pytest.raises(quantize.QuantizationError, match="no batches"):
+        quantize.to_int8(fresh_model(), [])
+    with pytest.raises(quantize.QuantizationError, match="calibration"):
+        quantize.quantize(fresh_model(), "int8")
+
+
+def test_unknown_activation_observer():
+    with pytest.raises(quantize.QuantizationError, match="activation observer 'mean'"):
+        quantize.to_int8(fresh_model(), [torch.zeros(1, 3, 32, 32)], activation_observer="mean")
+
+
+def test_unknown_quant_type():
+    with pytest.raises(quantize.QuantizationError, match="unknown quantization type 'int4'"):
+        quantize.quantize(fresh_model(), "int4")
+
+
+def test_int8_keeps_pruned_weights_zero(trained):
+    model, dd = trained
+    model = copy.deepcopy(model)
+    prune.apply_masks(model, prune.magnitude_masks(model, 0.5, scope="global"))
+    float_weights = [w.detach() for w in prune.prunable_weights(model).values()]
+    float_zeros = sum(int((w == 0).sum()) for w in float_weights)
+    assert float_zeros > 0
+
+    q = quantize.to_int8(copy.deepcopy(model), dd.calibration_batches(64, 2, seed=0))
+
+    int_weights = quantize.int8_weights(q)
+    assert [tuple(w.shape) for w in int_weights] == [tuple(w.shape) for w in float_weights]
+    assert all(w.dtype == torch.int8 for w in int_weights)
+    assert sum(int((w == 0).sum()) for w in int_weights) >= float_zeros
+    for i, (f, w) in enumerate(zip(float_weights, int_weights)):
+        assert torch.all(w[f == 0] == 0), f"layer {i}: a pruned weight is nonzero in int8"
+
+
+# ---- fp16 -------------------------------------------------------------------------------------------
+
+def test_round_to_fp16(small_data):
+    model = fresh_model().eval()
+    with torch.no_grad():  # BN statistics and affine values that fp16 cannot hold exactly
+        g = torch.Generator().manual_seed(3)
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(0.1 * torch.randn(m.num_features, generator=g))
+                m.running_var.copy_(1 + 0.1 * torch.rand(m.num_features, generator=g))
+                m.weight.copy_(1 + 0.1 * torch.randn(m.num_features, generator=g))
+    original = copy.deepcopy(model)
+    x = fixed_batch(small_data)
+    with torch.no_grad():
+        before = model(x)
+
+    assert quantize.round_to_fp16(model) is model
+
+    changed = 0
+    for (name, p), p0 in zip(model.named_parameters(), original.parameters()):
+        assert p.dtype == torch.float32, name
+        assert torch.equal(p, p.half().float()), f"{name} is not fp16-representable"
+        assert torch.equal(p, p0.half().float()), name
+        changed += int((p != p0).sum())
+    assert changed > 0
+    changed = 0
+    for (name, b), b0 in zip(model.named_buffers(), original.buffers()):
+        if b.is_floating_point():
+            assert torch.equal(b, b.half().float()), f"buffer {name} is not fp16-representable"
+            changed += int((b != b0).sum())
+    assert changed > 0, "BN running statistics are rounded too"
+    with torch.no_grad():
+        after = model(x)
+    diff = float((after - before).abs().max())
+    assert 0 < diff < 1e-2 * max(1.0, float(before.abs().max()))
+    assert torch.equal(after.argmax(1), before.argmax(1))
+
+
+# ---- save / load ------------------------------------------------------------------------------------
+
+@pytest.mark.filterwarnings("ignore:TypedStorage is deprecated")  # torch.load of int8 tensors
+@pytest.mark.parametrize("quant", ["fp32", "fp16", "int8"])
+def test_save_and_load_quantized_round_trip(tmp_path, small_data, quant):
+    model = fresh_model().eval()
+    spec = model.spec
+    calibration = small_data.calibration_batches(32, 2, seed=0) if quant == "int8" else None
+    # minmax here; loading re-prepares with the default observer and must still match
+    q = quantize.quantize(model, quant, calibration, activation_observer="minmax")
+    x = fixed_batch(small_data)
+    with torch.no_grad():
+        expected = q(x)
+    path = tmp_path / f"{quant}.pt"
+
+    quantize.save_quantized(path, q, spec, quant, {"structured": 0.0}, {"note": 1})
+
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    assert payload["kind"] == f"quantized-{quant}" and payload["quant"] == quant
+    assert payload["spec"] == spec.to_dict()
+    assert payload["config"] == {"structured": 0.0} and payload["metrics"] == {"note": 1}
+    loaded, loaded_payload = quantize.load_quantized(path)
+    assert loaded_payload["quant"] == quant
+    assert not loaded.training
+    with torch.no_grad():
+        assert torch.equal(loaded(x), expected)
+    if quant == "int8":
+        assert [torch.equal(a, b) for a, b in
+                zip(quantize.int8_weights(loaded), quantize.int8_weights(q))] == [True] * 21
+
+
+def test_load_quantized_refuses_a_float_model_checkpoint(tmp_path):
+    path = tmp_path / "model.pt"
+    checkpoint.save_model(path, fresh_model(), {}, epoch=1, metrics={})
+    with pytest.raises(checkpoint.CheckpointError, match="not a quantized squeeze model"):
+        quantize.load_quantized(path)
+
+
+# ---- no int8 backend ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def only_qnnpack(monkeypatch):
+    # supported_engines is a class-level descriptor of torch.backends.quantized; replace it
+    monkeypatch.setattr(type(torch.backends.quantized), "supported_engines", ["qnnpack"])
+    assert torch.backends.quantized.supported_engines == ["qnnpack"]
+
+
+def test_missing_int8_engine_is_a_one_line_error(only_qnnpack):
+    with pytest.raises(quantize.QuantizationError) as info:
+        quantize.int8_engine()
+    message = str(info.value)
+    assert "\n" not in message
+    assert "x86" in message and "fbgemm" in message and "int8" in message
+    assert "qnnpack" in message, "it says what this torch has instead"
+    with pytest.raises(quantize.QuantizationError):
+        quantize.to_int8(fresh_model(), [torch.zeros(1, 3, 32, 32)])
+
+
+def test_int8_engine_present():
+    assert quantize.int8_engine() in ("x86", "fbgemm")
+
+
+def test_evaluate_fails_before_writing_without_int8_engine(tmp_path, only_qnnpack, monkeypatch):
+    base, prepared = tmp_path / "in" / "model.pt", tmp_path / "in" / "data.npz"
+    checkpoint.save_model(base, fresh_model(), {}, epoch=1, metrics={"accuracy": 0.5})
+    data.save(data.synthetic(64, 32), prepared)
+    out = tmp_path / "out"
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the model was loaded before the int8 backend was checked")
+
+    monkeypatch.setattr(checkpoint, "load_model", no_work)
+    with pytest.raises(quantize.QuantizationError, match="x86"):
+        steps.run_quantize_evaluate(0.0, 0.0, "int8", INT8_CFG, EVAL_CFG, base, prepared,
+                                    out / "model.pt", out / "metrics.json", device="cpu")
+    assert not out.exists() or list(out.rglob("*")) == []
+
+
+# ---- quantize + evaluate step -----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def evaluate_inputs(tmp_path_factory, trained):
+    """A half-sparse copy of the trained net as a model checkpoint, and a tiny prepared dataset."""
+    root = tmp_path_factory.mktemp("evaluate")
+    model = copy.deepcopy(trained[0])
+    prune.apply_masks(model, prune.magnitude_masks(model, 0.5, scope="global"))
+    base = root / "s0.5-u0.5.pt"
+    checkpoint.save_model(base, model, {}, epoch=1,
+                          metrics={"accuracy": 0.99, "structured_accuracy_before_finetune": 0.5})
+    prepared = root / "data.npz"
+    data.save(data.synthetic(256, 100, seed=0), prepared)
+    return base, prepared, model
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory, evaluate_inputs):
+    base, prepared, _ = evaluate_inputs
+    root = tmp_path_factory.mktemp("evaluated")
+    results = {}
+    for quant in ("fp32", "fp16", "int8"):
+        out_model, out_metrics = root / f"{quant}.pt", root / f"{quant}.json"
+        returned = steps.run_quantize_evaluate(0.5, 0.5, quant, INT8_CFG, EVAL_CFG, base, prepared,
+                                               out_model, out_metrics, device="cpu")
+        results[quant] = (returned, out_model, out_metrics)
+    return results
+
+
+@pytest.mark.parametrize("quant", ["fp32", "fp16", "int8"])
+def test_run_quantize_evaluate_metrics(evaluated, evaluate_inputs, quant):
+    _, prepared, float_model = evaluate_inputs
+    returned, out_model, out_metrics = evaluated[quant]
+    metrics = json.loads(out_metrics.read_text())
+    assert metrics == returned
+    assert set(metrics) >= METRIC_KEYS
+    assert metrics["quant"] == quant and metrics["model"] == f"s0.5-u0.5-{quant}"
+    assert (metrics["structured"], metrics["unstructured"]) == (0.5, 0.5)
+    assert (metrics["q_w"], metrics["q_a"]) == measure.bits(quant)
+
+    nonzero, ops = measure.count_nonzero(float_model), measure.count_ops(float_model)
+    assert metrics["params"] == measure.count_params(float_model)
+    assert metrics["nonzero_params"] == nonzero < metrics["params"]
+    assert metrics["ops"] == ops
+    assert metrics["sparsity"] == pytest.approx(prune.sparsity(float_model), abs=1e-6)
+    assert metrics["sparsity"] == pytest.approx(0.5, abs=1e-4)
+    assert metrics["score"] == pytest.approx(measure.score(nonzero, ops, quant), abs=1e-6)
+    assert metrics["score_seed"] == pytest.approx(measure.score_seed(0.5, 0.5, quant), abs=1e-6)
+    assert metrics["latency_ms_b1"] > 0 and metrics["latency_ms_b32"] > 0
+    assert metrics["size_bytes"] == out_model.stat().st_size
+    assert metrics["accuracy_float"] == 0.99
+
+    # the saved model is the one that was measured
+    loaded, payload = quantize.load_quantized(out_model)
+    assert payload["quant"] == quant
+    dd = data.DeviceData.from_file(prepared, "cpu")
+    assert metrics["accuracy"] == pytest.approx(measure.accuracy(loaded, dd.test_batches(50)),
+                                                abs=1e-6)
+    assert metrics["accuracy"] >= 0.8, "the trained net still works after quantization"
+
+
+def test_run_quantize_evaluate_scores_scale_with_bits(evaluated):
+    fp32, fp16, int8 = (evaluated[q][0] for q in ("fp32", "fp16", "int8"))
+    assert fp16["nonzero_params"] == int8["nonzero_params"] == fp32["nonzero_params"]
+    assert fp16["score"] == pytest.approx(fp32["score"] / 2, abs=2e-6)
+    assert int8["score"] == pytest.approx(fp32["score"] / 4, abs=2e-6)
+    assert fp16["score_seed"] == pytest.approx(0.7475, rel=3e-3)
+    assert int8["size_bytes"] < fp16["size_bytes"] < fp32["size_bytes"]
+
+
+def test_score_seed_reference():
+    assert measure.score_seed(0.5, 0.5, "fp16") == pytest.approx(0.7475, rel=3e-3)
+    assert measure.score_seed(0.0, 0.0, "fp32") == pytest.approx(
+        measure.score(measure.BASELINE_PARAMS, measure.BASELINE_OPS, "fp32"))

@@ -1,0 +1,445 @@
+"""report: the params grid's metric files -> Pareto front, budgets, CSV, tables, figures, and the
+`dvc plots` definitions that read them. Every input is synthetic, written under tmp_path."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import runpy
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from squeeze import names, profiles, report
+from squeeze.config import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+LOG_HEADER = "epoch,train_loss,train_accuracy,test_accuracy,lr,epoch_seconds,images_per_second\n"
+QUICK = profiles.load("quick", ROOT / "profiles")
+QUICK_GRID = report.Grid(tuple(QUICK["prune.structured.amounts"]),
+                         tuple(QUICK["prune.unstructured.amounts"]),
+                         tuple(QUICK["quantize.types"]))
+BITS = {"fp32": 32, "fp16": 16, "int8": 8}
+EPOCHS = {"baseline": 3, "structured": 2, "unstructured": 2}
+
+
+# ---- synthetic inputs --------------------------------------------------------------------------
+
+def point(model: str, accuracy: float, score: float) -> dict:
+    return {"model": model, "accuracy": accuracy, "score": score}
+
+
+def fake_model(structured, unstructured, quant: str) -> dict:
+    """A per-model file as run_quantize_evaluate writes it; pruning and quantization lower the
+    accuracy a little and the score a lot, so the numbers are distinct but plausible."""
+    keep = (1 - structured) * (1 - unstructured)
+    return {
+        "model": names.model_name(structured, unstructured, quant),
+        "structured": float(structured), "unstructured": float(unstructured), "quant": quant,
+        "accuracy": round(0.93 - 0.05 * structured - 0.02 * unstructured
+                          - (0.004 if quant == "int8" else 0), 6),
+        "accuracy_float": round(0.93 - 0.05 * structured - 0.02 * unstructured, 6),
+        # at unstructured 0 the file carries the structured step's value, as the pipeline's do
+        "accuracy_before_finetune": 0.5 if unstructured else (0.4 if structured else None),
+        "structured_accuracy_before_finetune": 0.4 if structured else None,
+        "params": int(11_173_962 * (1 - structured)),
+        "nonzero_params": int(11_173_962 * keep),
+        "sparsity": float(unstructured), "ops": int(557_880_320 * (1 - structured)),
+        "q_w": BITS[quant], "q_a": BITS[quant],
+        "score": round(3.98778 * keep * BITS[quant] / 32, 6),
+        "score_seed": round(3.98778 * keep * BITS[quant] / 32, 6),
+        "latency_ms_b1": 1.0 + keep, "latency_ms_b32": 10.0 * (1 + keep),
+        "latency_threads": 2, "cpu": "test", "size_bytes": int(4e7 * keep * BITS[quant] / 32),
+        "spec": {},
+    }
+
+
+def write_log(path: Path, epochs: int) -> None:
+    lines = [f"{e},{2.0 / e:.4f},{0.3 + 0.1 * e:.4f},{0.3 + 0.1 * e:.4f},0.01,1.0,100.0\n"
+             for e in range(1, epochs + 1)]
+    path.write_text(LOG_HEADER + "".join(lines))
+
+
+def write_inputs(root: Path, grid: report.Grid) -> tuple[Path, Path]:
+    """metrics/models/*.json and metrics/train/*.csv of the grid, as the pipeline names them."""
+    models, logs = root / "metrics" / "models", root / "metrics" / "train"
+    models.mkdir(parents=True)
+    logs.mkdir(parents=True)
+    for path in grid.model_files(models):
+        s, u, q = path.stem.split("-")
+        path.write_text(json.dumps(fake_model(float(s[1:]), float(u[1:]), q)))
+    for run, path in grid.log_files(logs):
+        amount = run["unstructured"] if run["stage"] == "unstructured" else run["structured"]
+        write_log(path, 0 if amount == 0 else EPOCHS[run["stage"]])
+    return models, logs
+
+
+@pytest.fixture
+def quick_inputs(tmp_path) -> tuple[Path, Path]:
+    return write_inputs(tmp_path, QUICK_GRID)
+
+
+@pytest.fixture
+def quick_report(quick_inputs) -> report.Report:
+    return report.load(QUICK_GRID, *quick_inputs)
+
+
+def params_with_grid(structured, unstructured, types) -> dict:
+    return {"prune": {"structured": {"amounts": structured},
+                      "unstructured": {"amounts": unstructured}},
+            "quantize": {"types": types}}
+
+
+def test_report_imports_no_torch_training_pruning_or_quantization():
+    code = ("import sys, squeeze.report; print(sorted(m for m in ('torch', 'squeeze.train', "
+            "'squeeze.prune', 'squeeze.quantize', 'matplotlib') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert done.stdout.strip() == "[]"  # matplotlib too: it loads when a figure is drawn
+
+
+# ---- Pareto front and budgets ------------------------------------------------------------------
+
+def test_pareto_on_a_hand_made_example_with_ties():
+    points = [
+        point("a", 0.90, 1.0),   # front
+        point("a-twin", 0.90, 1.0),  # the same point: neither beats the other, both stay
+        point("same-accuracy-dearer", 0.90, 2.0),  # a: equal accuracy, lower score
+        point("best", 0.95, 2.0),  # front: most accurate
+        point("same-score-worse", 0.93, 2.0),  # best: equal score, higher accuracy
+        point("cheapest", 0.80, 0.5),  # front: lowest score
+        point("dominated", 0.85, 2.5),  # best beats it on both
+    ]
+    assert report.pareto_flags(points) == [True, True, False, True, False, True, False]
+
+
+def test_an_equal_point_does_not_dominate():
+    a = point("a", 0.9, 1.0)
+    assert not report.dominates(a, dict(a))
+    assert report.dominates(a, point("b", 0.9, 1.1))
+    assert report.dominates(a, point("b", 0.89, 1.0))
+    assert not report.dominates(a, point("b", 0.91, 1.1))
+
+
+def test_best_under_budget_counts_the_boundary_and_breaks_ties_by_score():
+    rows = [point("big", 0.93, 4.0), point("edge", 0.90, 1.0), point("tie-dear", 0.88, 0.5),
+            point("tie-cheap", 0.88, 0.4), point("tiny", 0.70, 0.3)]
+    assert report.best_under_budget(rows, 2.0)["model"] == "edge"
+    assert report.best_under_budget(rows, 1.0) == {"model": "edge", "accuracy": 0.90, "score": 1.0}
+    assert report.best_under_budget(rows, 0.5)["model"] == "tie-cheap"
+    assert report.best_under_budget(rows, 0.25) == {"model": None, "accuracy": None, "score": None}
+
+
+def test_summary_has_baseline_budgets_front_and_count(quick_report):
+    summary = quick_report.summary()
+    assert summary["models"] == 12
+    assert summary["baseline"] == {"model": "s0-u0-fp32", "accuracy": 0.93, "score": 3.98778}
+    assert list(summary["budgets"]) == ["score<=2.0", "score<=1.0", "score<=0.5", "score<=0.25"]
+    assert summary["budgets"]["score<=2.0"]["model"] == "s0-u0-fp16"      # 0.93 at 1.99
+    assert summary["budgets"]["score<=1.0"]["model"] == "s0-u0-int8"      # 0.926 at 0.997
+    # s0.5-u0-int8 has the same score and less accuracy
+    assert summary["budgets"]["score<=0.5"]["model"] == "s0-u0.5-int8"    # 0.916 at 0.498
+    assert summary["budgets"]["score<=0.25"]["model"] == "s0.5-u0.5-int8"  # 0.891 at 0.249
+    assert summary["pareto"] == ["s0.5-u0.5-int8", "s0-u0.5-int8", "s0-u0-int8", "s0-u0-fp16"]
+    assert summary["pareto_count"] == 4
+
+
+def test_summary_without_baseline_in_the_grid(tmp_path):
+    grid = report.Grid((0.5,), (0, 0.5), ("int8",))
+    summary = report.load(grid, *write_inputs(tmp_path, grid)).summary()
+    assert summary["baseline"] is None and summary["models"] == 2
+
+
+# ---- reading the grid's files ------------------------------------------------------------------
+
+def test_files_are_named_as_dvc_interpolates_the_params_values(tmp_path):
+    grid = report.Grid.from_params(params_with_grid([0, 0.5], [0.0, 0.25], ["int8"]))
+    assert [p.name for p in grid.model_files(tmp_path)] == [
+        "s0-u0.0-int8.json", "s0-u0.25-int8.json", "s0.5-u0.0-int8.json", "s0.5-u0.25-int8.json"]
+    runs = {run["run"]: path.name for run, path in grid.log_files(tmp_path)}
+    assert runs == {"baseline": "baseline.csv", "s0": "s0.csv", "s0.5": "s0.5.csv",
+                    "s0-u0": "s0-u0.0.csv", "s0-u0.25": "s0-u0.25.csv",
+                    "s0.5-u0": "s0.5-u0.0.csv", "s0.5-u0.25": "s0.5-u0.25.csv"}
+
+
+def test_a_bad_grid_is_a_one_line_config_error():
+    with pytest.raises(ConfigError, match="prune.unstructured.amounts"):
+        report.Grid.from_params(params_with_grid([0], [1.5], ["fp32"]))
+
+
+def test_a_missing_model_file_is_an_error_naming_it(quick_inputs):
+    models, logs = quick_inputs
+    (models / "s0.5-u0-int8.json").unlink()
+    (models / "s0.5-u0.5-int8.json").unlink()
+    with pytest.raises(report.MissingInputError) as info:
+        report.load(QUICK_GRID, models, logs)
+    message = str(info.value)
+    assert str(models / "s0.5-u0-int8.json") in message and "(and 1 more)" in message
+    assert "\n" not in message
+
+
+def test_files_outside_the_grid_do_not_leak_in(quick_inputs):
+    models, logs = quick_inputs
+    (models / "s0.3-u0-fp32.json").write_text(json.dumps(
+        {**fake_model(0.3, 0, "fp32"), "accuracy": 0.99, "score": 0.01}))
+    (logs / "s0.3.csv").write_text(LOG_HEADER + "1,1.0,0.5,0.5,0.01,1.0,100.0\n")
+    result = report.load(QUICK_GRID, models, logs)
+    assert len(result.rows) == 12
+    assert not any(r["structured"] == 0.3 for r in result.rows + result.curves)
+
+
+def test_curves_hold_every_epoch_of_the_baseline_and_each_fine_tune(quick_report):
+    runs = {}
+    for row in quick_report.curves:
+        runs[row["run"]] = runs.get(row["run"], 0) + 1
+    # amount-0 steps trained nothing: their logs are header-only
+    assert runs == {"baseline": 3, "s0.5": 2, "s0-u0.5": 2, "s0.5-u0.5": 2}
+
+
+# ---- written outputs ---------------------------------------------------------------------------
+
+def output_paths(root: Path) -> dict:
+    return {"csv_path": root / "tradeoff.csv", "summary_path": root / "summary.json",
+            "tables_path": root / "tradeoff.md", "curves_path": root / "training_curves.csv",
+            "figures_dir": root / "figures"}
+
+
+def test_write_outputs(quick_report, tmp_path):
+    paths = output_paths(tmp_path / "reports")
+    summary = report.write_outputs(quick_report, **paths)
+    with open(paths["csv_path"], newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 12
+    assert {"model", "structured", "unstructured", "quant", "accuracy", "score", "score_seed",
+            "params", "nonzero_params", "ops", "latency_ms_b1", "latency_ms_b32", "size_bytes",
+            "pareto"} <= set(rows[0])
+    assert rows[-1]["model"] == "s0.5-u0.5-int8" and rows[0]["structured"] == "0"
+    assert {r["model"] for r in rows if r["pareto"] == "true"} == set(summary["pareto"])
+    assert {r["pareto"] for r in rows} == {"true", "false"}
+    assert json.loads(paths["summary_path"].read_text()) == summary
+    with open(paths["curves_path"], newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == len(quick_report.curves)
+    pngs = sorted(p.name for p in paths["figures_dir"].iterdir())
+    assert pngs == sorted(f"{name}.png" for name in report.FIGURES)
+    assert all((paths["figures_dir"] / n).read_bytes()[:4] == b"\x89PNG" for n in pngs)
+
+
+def test_markdown_tables(quick_report):
+    text = report.markdown(quick_report, quick_report.summary())
+    for heading in ("## Structured pruning", "## Unstructured pruning of s0 ",
+                    "## Unstructured pruning of s0.5 ", "## After quantization",
+                    "## Best accuracy within a score budget"):
+        assert heading in text
+    quantized = text.split("## After quantization")[1].split("##")[0]
+    assert quantized.count("✓") == quick_report.summary()["pareto_count"]
+    assert "| 0.5 | s0.5-u0-fp32 | 5586981 | 40.00 | 90.50 |" in text  # before/after fine-tune
+
+
+# ---- figures: check the plotted data, not pixels ------------------------------------------------
+
+def plotted(fig) -> dict[str, list[tuple[float, float]]]:
+    """Every labelled line and scatter of a figure: label -> its (x, y) points."""
+    points = {}
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            points[line.get_label()] = [tuple(p) for p in line.get_xydata()]
+        for collection in ax.collections:
+            points[collection.get_label()] = [tuple(p) for p in collection.get_offsets()]
+    return points
+
+
+def counts(fig) -> dict[str, int]:
+    return {label: len(p) for label, p in plotted(fig).items()}
+
+
+def test_every_figure_is_listed(quick_report):
+    assert set(report.FIGURES) == {"finetune_loss", "accuracy_vs_pruning", "tradeoff_structured",
+                                   "tradeoff_unstructured", "tradeoff_final", "tradeoff_latency",
+                                   "training_curves"}
+
+
+def test_figure_finetune_loss(quick_report):
+    fig = report.figure_finetune_loss(quick_report)
+    assert plotted(fig) == {"structured 0.5": [(1, 2.0), (2, 1.0)]}
+
+
+def test_figure_accuracy_vs_pruning(quick_report):
+    fig = report.figure_accuracy_vs_pruning(quick_report)
+    assert counts(fig) == {"before fine-tune": 2, "after fine-tune": 2,
+                           "structured 0": 2, "structured 0.5": 2}
+    assert plotted(fig)["after fine-tune"] == [(0.0, 0.93), (0.5, 0.905)]
+    assert plotted(fig)["before fine-tune"] == [(0.0, 0.93), (0.5, 0.4)]  # unpruned: its own
+
+
+def test_figure_tradeoff_structured(quick_report):
+    fig = report.figure_tradeoff_structured(quick_report)
+    assert plotted(fig) == {"fp32, structured pruning only": [(3.98778, 0.93), (1.99389, 0.905)]}
+
+
+def test_figure_tradeoff_unstructured(quick_report):
+    fig = report.figure_tradeoff_unstructured(quick_report)
+    assert counts(fig) == {"base structured 0": 2, "base structured 0.5": 2}
+
+
+def test_figure_tradeoff_final_draws_front_and_the_study_points(quick_report):
+    points = plotted(report.figure_tradeoff_final(quick_report))
+    assert {k: len(v) for k, v in points.items()} == {
+        "fp32": 4, "fp16": 4, "int8": 4, "Pareto front": 4, "study (published)": 2}
+    assert points["study (published)"] == [(3.98778, 0.935), (0.7475, 0.9287)]
+    front_scores = [x for x, _ in points["Pareto front"]]
+    assert front_scores == sorted(front_scores)
+
+
+def test_figure_tradeoff_latency(quick_report):
+    assert counts(report.figure_tradeoff_latency(quick_report)) == {"fp32": 4, "fp16": 4, "int8": 4}
+
+
+def test_figure_training_curves(quick_report):
+    assert counts(report.figure_training_curves(quick_report)) == {
+        "baseline": 3, "s0.5": 2, "s0-u0.5": 2, "s0.5-u0.5": 2}
+
+
+def test_figures_of_a_grid_without_fine_tunes_are_still_drawn(tmp_path):
+    grid = report.Grid((0,), (0,), ("fp32",))
+    single = report.load(grid, *write_inputs(tmp_path, grid))
+    assert plotted(report.figure_finetune_loss(single)) == {}
+    assert counts(report.figure_tradeoff_final(single))["Pareto front"] == 1
+    for draw in report.FIGURES.values():
+        assert draw(single).axes
+
+
+# ---- the stage script --------------------------------------------------------------------------
+
+def run_stage(tmp_path, models: Path, logs: Path, monkeypatch) -> Path:
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(params_with_grid(*[list(v) for v in (
+        QUICK_GRID.structured, QUICK_GRID.unstructured, QUICK_GRID.quant)])))
+    out = tmp_path / "reports"
+    monkeypatch.setattr(sys, "argv", [
+        "report.py", "--params", str(params), "--models", str(models), "--logs", str(logs),
+        "--out-csv", str(out / "tradeoff.csv"), "--out-summary", str(out / "summary.json"),
+        "--out-tables", str(out / "tradeoff.md"), "--out-curves", str(out / "curves.csv"),
+        "--out-figures", str(out / "figures")])
+    runpy.run_path(str(ROOT / "stages" / "report.py"), run_name="__main__")
+    return out
+
+
+def test_stage_writes_the_report(quick_inputs, tmp_path, monkeypatch):
+    out = run_stage(tmp_path, *quick_inputs, monkeypatch)
+    assert json.loads((out / "summary.json").read_text())["models"] == 12
+
+
+def test_stage_fails_in_one_line_naming_the_missing_file(quick_inputs, tmp_path, monkeypatch,
+                                                         capsys):
+    models, logs = quick_inputs
+    (tmp_path / "reports" / "figures").mkdir(parents=True)  # a previous run's outputs
+    (tmp_path / "reports" / "tradeoff.csv").write_text("stale\n")
+    (models / "s0-u0.5-fp16.json").unlink()
+    with pytest.raises(SystemExit) as info:
+        run_stage(tmp_path, models, logs, monkeypatch)
+    assert info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "s0-u0.5-fp16.json is missing" in err and "\n" not in err
+    assert not (tmp_path / "reports" / "tradeoff.csv").exists()
+
+
+# ---- dvc.yaml and `dvc plots` ------------------------------------------------------------------
+
+def dvc_yaml() -> dict:
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text())
+
+
+def test_dvc_yaml_declares_the_report_stage_metrics_and_plots():
+    pipeline = dvc_yaml()
+    stage = pipeline["stages"]["report"]
+    assert set(stage["params"]) == {"prune.structured.amounts", "prune.unstructured.amounts",
+                                    "quantize.types"}
+    outs = {next(iter(o)): o[next(iter(o))] for o in stage["outs"]}
+    assert all(options == {"cache": False} for options in outs.values())
+    for out in outs:  # every declared output is an --out-* argument of the command
+        assert f" {out}" in stage["cmd"]
+    assert pipeline["metrics"] == ["reports/summary.json"]
+    for definition in pipeline["plots"]:
+        (props,) = definition.values()
+        assert (ROOT / props["template"]).is_file()
+
+
+def dvc_command() -> str:
+    found = shutil.which("dvc") or shutil.which("dvc", path=str(Path(sys.executable).parent))
+    if found is None:
+        pytest.skip("dvc is not installed")
+    return found
+
+
+def fake_repo(root: Path) -> Path:
+    """A git+DVC repository holding only the project's plots and metrics definitions."""
+    root.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True, env=git_env())
+    subprocess.run([dvc_command(), "init", "-q"], cwd=root, check=True, env=git_env())
+    shutil.copytree(ROOT / ".dvc" / "plots", root / ".dvc" / "plots")
+    pipeline = dvc_yaml()
+    (root / "dvc.yaml").write_text(yaml.safe_dump(
+        {"metrics": pipeline["metrics"], "plots": pipeline["plots"]}, sort_keys=False))
+    return root
+
+
+def git_env() -> dict:
+    return {**os.environ, "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
+            "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
+
+
+def git_commit(root: Path, message: str) -> None:
+    subprocess.run(["git", "add", "-A"], cwd=root, check=True, env=git_env())
+    subprocess.run(["git", "commit", "-qm", message], cwd=root, check=True, env=git_env())
+
+
+def dvc_plots_json(root: Path, *args: str) -> dict:
+    done = subprocess.run([dvc_command(), "plots", *args, "--json"], cwd=root, check=True,
+                          capture_output=True, text=True)
+    return json.loads(done.stdout)["data"]
+
+
+def write_plot_data(result: report.Report, directory: Path) -> None:
+    """The two CSV files that dvc.yaml's plots read (the figures are not needed here)."""
+    paths = output_paths(directory)
+    paths["csv_path"].parent.mkdir(parents=True, exist_ok=True)
+    paths["csv_path"].write_text(report.csv_text(result.rows, report.CSV_COLUMNS))
+    paths["curves_path"].write_text(report.csv_text(result.curves, report.CURVE_COLUMNS))
+
+
+def tradeoff_values(plots: dict, name: str = "tradeoff_by_quant") -> list[dict]:
+    (plot,) = plots[name]
+    return plot["content"]["data"]["values"]
+
+
+def test_dvc_plots_show_yields_the_tradeoff_data(quick_report, tmp_path):
+    repo = fake_repo(tmp_path / "repo")
+    write_plot_data(quick_report, repo / "reports")
+    plots = dvc_plots_json(repo, "show")
+    assert set(plots) == {"tradeoff_by_quant", "tradeoff_by_structured", "accuracy_vs_pruning",
+                          "training_loss", "training_accuracy"}
+    values = tradeoff_values(plots)
+    expected = {(r["model"], r["score"], r["accuracy"]) for r in quick_report.rows}
+    assert {(v["model"], float(v["score"]), float(v["accuracy"])) for v in values} == expected
+    assert {v["quant"] for v in values} == {"fp32", "fp16", "int8"}  # the template's colour
+    (curves,) = plots["training_loss"]
+    assert len(curves["content"]["data"]["values"]) == len(quick_report.curves)
+
+
+def test_dvc_plots_diff_overlays_both_revisions_fronts(quick_report, tmp_path):
+    repo = fake_repo(tmp_path / "repo")
+    write_plot_data(quick_report, repo / "reports")
+    git_commit(repo, "first grid")
+    smaller = report.Report(rows=report.with_pareto(quick_report.rows[:6]),
+                            curves=quick_report.curves)
+    write_plot_data(smaller, repo / "reports")
+    values = tradeoff_values(dvc_plots_json(repo, "diff", "HEAD"))
+    fronts = {}
+    for v in values:
+        if v["pareto"] == "true":
+            fronts.setdefault(v["rev"], set()).add(v["model"])
+    assert fronts == {"HEAD": set(quick_report.summary()["pareto"]),
+                      "workspace": set(smaller.summary()["pareto"])}
