@@ -77,6 +77,15 @@ def test_with_overrides_sets_dotted_keys_on_a_copy():
     assert params["train"]["epochs"] == 200
 
 
+def test_set_params_keeps_comments(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("# top\ntrain:\n  epochs: 200   # the study's\n  lr: 0.01\nmodel:\n  width: 64\n")
+    params = bench.set_params(path, {"train.epochs": 1, "model.width": 8})
+    assert params == {"train": {"epochs": 1, "lr": 0.01}, "model": {"width": 8}}
+    text = path.read_text()
+    assert "# top" in text and "# the study's" in text
+
+
 def test_environment_records_machine_threads_torch_date_and_load():
     env = bench.environment(threads=2)
     for key in ("machine", "threads", "torch", "date", "loadavg", "device", "cpu_count"):

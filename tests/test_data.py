@@ -380,3 +380,16 @@ def test_plain_tar_truncated_inside_a_member_header(tmp_path):
     path.write_bytes(path.read_bytes()[: last.offset + 256])  # half of the last header block
     with pytest.raises(DataError):
         data.load_folder(path)
+
+
+def test_prepared_file_is_byte_reproducible(tmp_path, monkeypatch):
+    # DVC hashes the bytes: a timestamp inside the .npz would rerun everything downstream
+    import time
+    ds = data.synthetic(40, 10, seed=3)
+    data.save(ds, tmp_path / "a.npz")
+    later = time.time() + 3600
+    monkeypatch.setattr(time, "time", lambda: later)
+    data.save(ds, tmp_path / "b.npz")
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+    loaded, _, _ = data.load_prepared(tmp_path / "b.npz")
+    assert np.array_equal(loaded.x_train, ds.x_train) and loaded.classes == ds.classes

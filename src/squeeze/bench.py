@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from . import data, measure, models, prune, quantize, train
-from .config import TrainConfig
+from .config import TrainConfig, grid, load_params
 
 
 # ---- timing ---------------------------------------------------------------------------------
@@ -273,21 +273,25 @@ def int8_latency(*, width: int = 64, structured: tuple[float, ...] = (0, 0.5),
         for engine in engines:
             named[f"int8-{engine}-s{s:g}"] = (to_int8(float_model, engine), engine)
     times = latencies(named, batch_sizes, threads=threads, warmup=warmup, repeats=repeats)
-    base = "fp32-s0"
-    result = {"width": width, "threads": threads, "warmup": warmup, "repeats": repeats,
-              "default_engine": quantize.INT8_ENGINE, "ms_per_image": {}, "speedup": {},
-              "vs_fp32_baseline": {},
-              "goal": {"int8_vs_fp32_b32": 4, "s0.5_int8_vs_fp32_baseline": 12}}
-    for b, per_model in times.items():
-        result["ms_per_image"][f"b{b}"] = {n: _ms_per_image(t, b) for n, t in per_model.items()}
+
+    def ratios(reference: Callable[[float], str]) -> dict:
+        """{engine: {"b32": {"s0.5": time of the reference model / time of int8 s0.5}}}"""
+        out: dict = {}
         for engine in engines:
-            for s in structured:
-                q = f"int8-{engine}-s{s:g}"
-                result["speedup"].setdefault(engine, {}).setdefault(f"b{b}", {})[f"s{s:g}"] = round(
-                    paired_speedup(per_model[f"fp32-s{s:g}"], per_model[q]), 2)
-                result["vs_fp32_baseline"].setdefault(engine, {}).setdefault(f"b{b}", {})[f"s{s:g}"] = round(
-                    paired_speedup(per_model[base], per_model[q]), 2)
-    return result
+            for b, per_model in times.items():
+                out.setdefault(engine, {})[f"b{b}"] = {
+                    f"s{s:g}": round(paired_speedup(per_model[reference(s)],
+                                                    per_model[f"int8-{engine}-s{s:g}"]), 2)
+                    for s in structured}
+        return out
+
+    return {"width": width, "threads": threads, "warmup": warmup, "repeats": repeats,
+            "default_engine": quantize.INT8_ENGINE,
+            "ms_per_image": {f"b{b}": {n: _ms_per_image(t, b) for n, t in per_model.items()}
+                             for b, per_model in times.items()},
+            "speedup": ratios(lambda s: f"fp32-s{s:g}"),
+            "vs_fp32_baseline": ratios(lambda s: "fp32-s0"),
+            "goal": {"int8_vs_fp32_b32": 4, "s0.5_int8_vs_fp32_baseline": 12}}
 
 
 def structured_latency(*, width: int = 64, amounts: tuple[float, ...] = (0, 0.1, 0.3, 0.5, 0.7),
@@ -389,48 +393,64 @@ def _run(cmd: list[str], cwd: Path, env: dict) -> tuple[float, str]:
     return seconds, done.stdout
 
 
+def set_params(path: Path, overrides: dict) -> dict:
+    """Apply dotted-key overrides to a params.yaml in place, keeping its comments (DVC parses
+    the file once per stage, so its size is part of the overhead). Returns the new params."""
+    from ruamel.yaml import YAML  # DVC's own YAML library: here only where DVC is
+
+    yaml = YAML()  # round trip
+    document = yaml.load(path.read_text())
+    for dotted, value in overrides.items():
+        node = document
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    with open(path, "w") as fh:
+        yaml.dump(document, fh)
+    return load_params(path)
+
+
 def pipeline_overhead(repo: Path, *, overrides: dict | None = None, repeats: int = 3,
-                      workdir: Path | None = None) -> dict:
+                      keep: Path | None = None) -> dict:
     """Wall time of a `dvc repro` with nothing to do, on the grid of the repository's params.yaml.
 
     A copy of the repository's files gets tiny data and model settings (TINY_PIPELINE, plus
     `overrides`), runs the whole pipeline once for real, then times `dvc repro` and `dvc status`
-    with every stage up to date (median of `repeats`).
+    with every stage up to date (median of `repeats`). keep: make the copy there and leave it.
     """
-    import yaml
+    import dvc
+    from ruamel.yaml import main as ruamel_main
 
-    from .config import grid
-
-    with tempfile.TemporaryDirectory(prefix="squeeze-bench-", dir=workdir) as tmp:
-        root = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="squeeze-bench-") as tmp:
+        root = Path(keep or tmp)
+        root.mkdir(parents=True, exist_ok=True)
         files = copy_sources(repo, root)
-        params = yaml.safe_load((root / "params.yaml").read_text())
-        params = with_overrides(params, {**TINY_PIPELINE, **(overrides or {})})
-        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        params = set_params(root / "params.yaml", {**TINY_PIPELINE, **(overrides or {})})
         structured, unstructured, quants = grid(params)
         env = {**os.environ, "PYTHONPATH": str(root / "src"), "DVC_NO_ANALYTICS": "1",
                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
         env.pop("CI", None)
         git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
-        _run(git + ["init", "-q"], root, env)
-        _run(git + ["add", "-A"], root, env)
-        _run(git + ["commit", "-q", "-m", "bench copy"], root, env)
-        dvc = [sys.executable, "-m", "dvc"]
-        first, out = _run(dvc + ["repro"], root, env)
+        for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "bench copy"]):
+            _run(git + args, root, env)
+        dvc_cmd = [sys.executable, "-m", "dvc"]
+        first, out = _run(dvc_cmd + ["repro"], root, env)
         stages = out.count("Running stage")
         noop, status = [], []
         for _ in range(repeats):
-            seconds, out = _run(dvc + ["repro"], root, env)
+            seconds, out = _run(dvc_cmd + ["repro"], root, env)
             if "Running stage" in out or "up to date" not in out:
                 raise RuntimeError(f"a second `dvc repro` was not a no-op:\n{out[-2000:]}")
             noop.append(seconds)
-            status.append(_run(dvc + ["status"], root, env)[0])
-    import dvc
-
-    return {"dvc": dvc.__version__, "grid": {"structured": list(structured), "unstructured": list(unstructured),
-                     "quant": list(quants)}, "stages": stages, "files_copied": files,
-            "first_repro_seconds": round(first, 1),
+            status.append(_run(dvc_cmd + ["status"], root, env)[0])
+    return {"dvc": dvc.__version__,
+            # DVC parses YAML with ruamel, several times faster with its C parser (ruamel.yaml.clib)
+            "yaml_c_parser": ruamel_main.CParser is not None,
+            "grid": {"structured": list(structured), "unstructured": list(unstructured),
+                     "quant": list(quants)},
+            "stages": stages, "files_copied": files, "first_repro_seconds": round(first, 1),
             "noop_repro_seconds": round(statistics.median(noop), 2),
-            "noop_repro_seconds_all": [round(s, 2) for s in noop],
+            "noop_repro_seconds_all": [round(x, 2) for x in noop],
             "status_seconds": round(statistics.median(status), 2),
-            "goal_noop_repro_seconds": 3}
+            "goal_noop_repro_seconds": 3, **({"copy": str(keep)} if keep else {})}

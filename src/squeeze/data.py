@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -209,11 +210,17 @@ def prepare(cfg: DataConfig, out: Path) -> dict:
 
 
 def save(ds: Dataset, out: Path) -> None:
+    """An .npz that np.load reads, written byte-reproducibly: np.savez stamps each member with
+    the current time, so the same data would hash differently on every run and DVC would rerun
+    everything downstream of an unchanged prepare."""
     mean, std = ds.mean_std()
-    with atomic_path(out) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, x_train=ds.x_train, y_train=ds.y_train, x_test=ds.x_test,
-                     y_test=ds.y_test, classes=np.asarray(ds.classes), mean=mean, std=std)
+    arrays = {"x_train": ds.x_train, "y_train": ds.y_train, "x_test": ds.x_test,
+              "y_test": ds.y_test, "classes": np.asarray(ds.classes), "mean": mean, "std": std}
+    with atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:
+        for name, array in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with archive.open(info, "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.asarray(array), allow_pickle=False)
 
 
 def load_prepared(path: Path) -> tuple[Dataset, np.ndarray, np.ndarray]:
@@ -242,8 +249,10 @@ class DeviceData:
         self.y_train = torch.from_numpy(ds.y_train).to(self.device)
         self.x_test = torch.from_numpy(ds.x_test).to(self.device)
         self.y_test = torch.from_numpy(ds.y_test).to(self.device)
-        self.mean = torch.as_tensor(np.asarray(mean), dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        self.std = torch.as_tensor(np.asarray(std), dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        mean = torch.as_tensor(np.asarray(mean), dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        std = torch.as_tensor(np.asarray(std), dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        # (x / 255 - mean) / std as one multiply-add
+        self.scale, self.shift = 1 / (255 * std), -mean / std
         self.classes = ds.classes
 
     @classmethod
@@ -252,7 +261,7 @@ class DeviceData:
         return cls(ds, mean, std, device)
 
     def normalize(self, x_uint8):
-        return (x_uint8.float() / 255.0 - self.mean) / self.std
+        return x_uint8.float().mul_(self.scale).add_(self.shift)
 
     def train_batches(self, batch_size: int, generator) -> Iterator[tuple]:
         """One epoch of shuffled, augmented, normalised batches (the last may be smaller)."""
@@ -281,20 +290,20 @@ class DeviceData:
 def augment(x, generator, padding: int = 4):
     """Random crop (zero padding `padding`) and horizontal flip of a uint8 batch, on its device.
 
-    One gather for the whole batch: each image gets its own (dy, dx) offset into the padded
-    batch, then a random half are mirrored. Shapes, dtype and order are kept.
+    One gather for the whole batch: each image gets its own (dy, dx) offset into its padded copy,
+    a random half read their columns mirrored. Shapes, dtype and order are kept.
     """
     import torch
     import torch.nn.functional as F
 
-    b, _, h, w = x.shape
+    b, c, h, w = x.shape
+    width = w + 2 * padding
+    padded = F.pad(x, (padding,) * 4).view(b, c, -1)
     dev = generator.device
-    padded = F.pad(x, (padding,) * 4)
     offsets = torch.randint(0, 2 * padding + 1, (b, 2), generator=generator, device=dev).to(x.device)
     flips = torch.rand(b, generator=generator, device=dev).to(x.device) < 0.5
-    rows = (offsets[:, 0:1] + torch.arange(h, device=x.device)).view(b, 1, h, 1)
-    cols = (offsets[:, 1:2] + torch.arange(w, device=x.device)).view(b, 1, 1, w)
-    cols = torch.where(flips.view(b, 1, 1, 1), cols.flip(-1), cols)
-    batch = torch.arange(b, device=x.device).view(b, 1, 1, 1)
-    channels = torch.arange(x.shape[1], device=x.device).view(1, -1, 1, 1)
-    return padded[batch, channels, rows, cols]
+    rows = offsets[:, 0:1] + torch.arange(h, device=x.device)
+    cols = offsets[:, 1:2] + torch.arange(w, device=x.device)
+    cols = torch.where(flips.view(b, 1), cols.flip(-1), cols)
+    index = (rows.view(b, h, 1) * width + cols.view(b, 1, w)).view(b, 1, h * w)
+    return padded.gather(2, index.expand(b, c, h * w)).view(b, c, h, w)
