@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import tarfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -210,17 +209,13 @@ def prepare(cfg: DataConfig, out: Path) -> dict:
 
 
 def save(ds: Dataset, out: Path) -> None:
-    """An .npz that np.load reads, written byte-reproducibly: np.savez stamps each member with
-    the current time, so the same data would hash differently on every run and DVC would rerun
-    everything downstream of an unchanged prepare."""
+    """One .npz of uint8 arrays. np.savez writes fixed member timestamps, so the same data gives
+    the same bytes and DVC sees an unchanged prepare as unchanged (a test holds it to that)."""
     mean, std = ds.mean_std()
-    arrays = {"x_train": ds.x_train, "y_train": ds.y_train, "x_test": ds.x_test,
-              "y_test": ds.y_test, "classes": np.asarray(ds.classes), "mean": mean, "std": std}
-    with atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:
-        for name, array in arrays.items():
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            with archive.open(info, "w", force_zip64=True) as fh:
-                np.lib.format.write_array(fh, np.asarray(array), allow_pickle=False)
+    with atomic_path(out) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, x_train=ds.x_train, y_train=ds.y_train, x_test=ds.x_test,
+                     y_test=ds.y_test, classes=np.asarray(ds.classes), mean=mean, std=std)
 
 
 def load_prepared(path: Path) -> tuple[Dataset, np.ndarray, np.ndarray]:
