@@ -1,7 +1,8 @@
 """Benchmarks: how fast squeeze is against what a user would otherwise write -> reports/bench.json.
 
     python scripts/bench.py [--data ARCHIVE] [--out reports/bench.json] [--quick]
-                            [--pipeline-overhead] [--threads N] [--int8-engines x86,onednn,fbgemm]
+                            [--pipeline-overhead [--keep-copy DIR]] [--threads N]
+                            [--int8-engines x86,onednn,fbgemm]
                             [--only data_path,int8,structured,training]
 
 Every figure is a ratio of two things measured interleaved in the same run (see squeeze.bench);
@@ -24,13 +25,13 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from squeeze import bench, data, profiles  # noqa: E402
 from squeeze.config import TrainConfig, load_params, section  # noqa: E402
-from squeeze.fsutil import write_json  # noqa: E402
+from squeeze.fsutil import read_json, write_json  # noqa: E402
 
 SECTIONS = ("data_path", "int8", "structured", "training")
 
 # Full: the figures quoted in the README. Quick: the same code on small settings (about a minute).
 SETTINGS = {
-    "full": {"synthetic_images": 5000, "batches_per_round": 20, "rounds": 5, "latency_width": None,
+    "full": {"synthetic_images": 5000, "batches_per_round": 40, "rounds": 5, "latency_width": None,
              "train_images": 512, "quick_train_images": 2048, "train_width": None},
     "quick": {"synthetic_images": 1024, "batches_per_round": 4, "rounds": 3, "latency_width": 16,
               "warmup": 1, "repeats": 3, "train_images": 128, "quick_train_images": 256,
@@ -48,7 +49,8 @@ def timed(results: dict, name: str, run) -> None:
     """Run one benchmark, recording its wall time and the load average around it."""
     load_before, start = bench.loadavg(), time.perf_counter()
     print(f"{name} ...", flush=True)
-    results[name] = {**run(), "loadavg_before": load_before, "loadavg_after": bench.loadavg(),
+    results[name] = {**run(), "date": bench.now(), "loadavg_before": load_before,
+                     "loadavg_after": bench.loadavg(),
                      "bench_seconds": round(time.perf_counter() - start, 1)}
     print(json.dumps({name: results[name]}, indent=1), flush=True)
 
@@ -61,9 +63,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--quick", action="store_true", help="small settings: checks that it runs")
     p.add_argument("--pipeline-overhead", action="store_true",
                    help="also time a no-op `dvc repro` of the full default grid (minutes)")
+    p.add_argument("--keep-copy", type=Path, help="with --pipeline-overhead: leave the pipeline's "
+                                                  "copy in this folder (for profiling DVC)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: evaluate.latency_threads)")
     p.add_argument("--int8-engines", default="x86", help="comma-separated quantized engines to time")
-    p.add_argument("--only", help=f"comma-separated subset of {','.join(SECTIONS)}")
+    p.add_argument("--only", help=f"comma-separated subset of {','.join(SECTIONS)}; the other "
+                                  "sections of an existing --out file are kept, each with its date")
     args = p.parse_args(argv)
 
     params = load_params(ROOT / "params.yaml")
@@ -80,6 +85,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     started = time.perf_counter()
     results: dict = {"environment": bench.environment(threads), "mode": "quick" if args.quick else "full"}
+    if args.only and Path(args.out).is_file():
+        kept = read_json(args.out)
+        for name in (*SECTIONS, "pipeline_overhead"):
+            if name in kept:
+                results[name] = {"date": kept["environment"]["date"], **kept[name]}
     ds, source = load_data(args.data, settings["synthetic_images"])
     mean, std = ds.mean_std()
     results["data"] = source
@@ -101,14 +111,49 @@ def main(argv: list[str] | None = None) -> dict:
     if "training" in only:
         timed(results, "training", lambda: training(params, ds, mean, std, settings, threads))
     if args.pipeline_overhead:
-        timed(results, "pipeline_overhead", lambda: bench.pipeline_overhead(ROOT))
-    else:
+        timed(results, "pipeline_overhead", lambda: bench.pipeline_overhead(ROOT, keep=args.keep_copy))
+    elif "noop_repro_seconds" not in results.get("pipeline_overhead", {}):
         results["pipeline_overhead"] = {"skipped": "run with --pipeline-overhead (minutes)"}
     results["loadavg_end"] = bench.loadavg()
     results["bench_seconds"] = round(time.perf_counter() - started, 1)
+    results["goals"] = goals(results)
     write_json(args.out, results)
     print(f"wrote {args.out}", flush=True)
     return results
+
+
+def goals(results: dict) -> list[dict]:
+    """Each headline figure beside the issue's goal, for the README (informative, never a gate)."""
+    rows = []
+
+    def row(figure: str, value, goal: str, met) -> None:
+        rows.append({"figure": figure, "value": value, "goal": goal, "met": met})
+
+    if "data_path" in results:
+        x = results["data_path"]["speedup"]
+        row("data path: squeeze / torchvision DataLoader, batches/s", x, ">= 10", x >= 10)
+    if "int8" in results:
+        r = results["int8"]
+        engine = r["default_engine"]
+        if "b32" in r["speedup"].get(engine, {}):
+            x = r["speedup"][engine]["b32"]["s0"]
+            row(f"int8 ({engine}) / fp32 latency, batch 32", x, ">= 4", x >= 4)
+            x = r["vs_fp32_baseline"][engine]["b32"]["s0.5"]
+            row(f"s0.5 + int8 ({engine}) / fp32 baseline latency, batch 32", x, ">= 12", x >= 12)
+    if "structured" in results:
+        for name, x in results["structured"]["speedup_vs_dense"].get("b32", {}).items():
+            dense_zeros = "-u" in name
+            row(f"{name} / dense fp32 latency, batch 32", x,
+                "none (zeros stored densely: no speedup claimed)" if dense_zeros else "none", None)
+    for name, r in results.get("training", {}).items():
+        if isinstance(r, dict) and "images_per_second" in r:
+            row(f"fit() images/s, {name} (width {r['width']}, {r['device']})",
+                r["images_per_second"], "none", None)
+    if "noop_repro_seconds" in results.get("pipeline_overhead", {}):
+        x = results["pipeline_overhead"]["noop_repro_seconds"]
+        row(f"no-op `dvc repro`, {results['pipeline_overhead']['stages']} stages, seconds", x,
+            "< 3", x < 3)
+    return rows
 
 
 def training(params: dict, ds, mean, std, settings: dict, threads: int) -> dict:

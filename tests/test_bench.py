@@ -101,7 +101,7 @@ def test_data_path_against_dataloader_and_imagefolder(tmp_path):
                                        tmp_path / "x")
     assert folder.name == "train" and len(list(folder.glob("*/*.jpg"))) == 40
     result = bench.data_path(ds, mean, std, batch_size=16, batches_per_round=2, rounds=2,
-                             workers=1, imagefolder=folder)
+                             workers=1, settle=0.01, imagefolder=folder)
     assert set(result["batches_per_second"]) == {"squeeze", "dataloader", "imagefolder"}
     assert all_positive(result["batches_per_second"])
     assert positive(result["speedup"]) and positive(result["speedup_vs_imagefolder"])
@@ -172,6 +172,25 @@ def test_bench_cli_writes_json(tmp_path):
     assert written["mode"] == "quick"
     assert all_positive(written["int8"]["speedup"])
     assert "skipped" in written["pipeline_overhead"]
+    assert [g["figure"] for g in written["goals"]][:1] == ["int8 (x86) / fp32 latency, batch 32"]
+
+
+def test_bench_cli_only_keeps_other_sections_with_their_date(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_cli", ROOT / "scripts" / "bench.py")
+    bench_cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_cli)
+    out = tmp_path / "bench.json"
+    earlier = {"environment": {"date": "2000-01-01T00:00:00+00:00"},
+               "pipeline_overhead": {"stages": 108, "noop_repro_seconds": 9.0},
+               "structured": {"speedup_vs_dense": {"b32": {"s0.5": 3.0}}}}
+    out.write_text(json.dumps(earlier))
+    bench_cli.main(["--quick", "--only", "int8", "--threads", "1", "--out", str(out)])
+    written = json.loads(out.read_text())
+    assert written["pipeline_overhead"]["date"] == "2000-01-01T00:00:00+00:00"
+    assert written["structured"]["speedup_vs_dense"] == {"b32": {"s0.5": 3.0}}
+    assert written["int8"]["date"] != "2000-01-01T00:00:00+00:00"
+    figures = [g["figure"] for g in written["goals"]]
+    assert "no-op `dvc repro`, 108 stages, seconds" in figures
 
 
 @pytest.mark.e2e

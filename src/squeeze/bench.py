@@ -45,10 +45,12 @@ def fixed_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def interleaved(calls: dict[str, Callable[[], object]], repeats: int,
-                warmup: int = 1) -> dict[str, list[float]]:
+def interleaved(calls: dict[str, Callable[[], object]], repeats: int, warmup: int = 1,
+                settle: float = 0.0) -> dict[str, list[float]]:
     """Seconds per call of each candidate: `warmup` untimed rounds, then `repeats` timed rounds,
-    one call of every candidate per round, the order rotated each round."""
+    one call of every candidate per round, the order rotated each round. settle: untimed seconds
+    after each call, for background work a candidate leaves behind (prefetching workers) to end
+    before the next candidate is timed."""
     names = list(calls)
     for _ in range(warmup):
         for name in names:
@@ -60,12 +62,17 @@ def interleaved(calls: dict[str, Callable[[], object]], repeats: int,
             start = time.perf_counter()
             calls[name]()
             times[name].append(time.perf_counter() - start)
+            time.sleep(settle)
     return times
 
 
 def paired_speedup(slow: list[float], fast: list[float]) -> float:
     """Median over rounds of slow/fast: each ratio compares two runs adjacent in time."""
     return statistics.median(s / f for s, f in zip(slow, fast))
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def loadavg() -> list[float]:
@@ -85,8 +92,8 @@ def environment(threads: int) -> dict:
         "cpu_count": os.cpu_count(), "threads": threads,
         "torch": torch.__version__, "torchvision": torchvision.__version__,
         "python": platform.python_version(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "device": str(device), "quantized_engines": list(torch.backends.quantized.supported_engines),
+        "date": now(), "device": str(device),
+        "quantized_engines": list(torch.backends.quantized.supported_engines),
         "loadavg": loadavg(),
     }
     if device.type == "cuda":
@@ -150,8 +157,8 @@ def extract_train_split(archive: Path, dest: Path) -> Path:
     raise data.DataError(f"{archive}: no train/ folder in the archive")
 
 
-def data_path(ds: data.Dataset, mean, std, *, batch_size: int = 128, batches_per_round: int = 20,
-              rounds: int = 5, workers: int = 2, threads: int = 1,
+def data_path(ds: data.Dataset, mean, std, *, batch_size: int = 128, batches_per_round: int = 40,
+              rounds: int = 5, workers: int = 2, threads: int = 1, settle: float = 1.0,
               imagefolder: Path | None = None) -> dict:
     """Augmented training batches per second: squeeze's tensor-resident pipeline against a
     torchvision DataLoader (PIL RandomCrop + flip + ToTensor + Normalize, `workers` processes).
@@ -159,9 +166,10 @@ def data_path(ds: data.Dataset, mean, std, *, batch_size: int = 128, batches_per
     The reference loader reads the same uint8 arrays the way torchvision's CIFAR10 does (no file
     decoding), so it is the fastest conventional path; `imagefolder` (a train/<class>/ tree of
     image files) adds torchvision's ImageFolder, which decodes a file per image.
-    No model runs. Both sides are handicapped in squeeze's disfavour: squeeze gets `threads`
-    (one by default: OpenMP threads stall badly on a shared machine) against `workers` processes,
-    and the DataLoader's workers keep prefetching during squeeze's turn.
+    No model runs. squeeze gets `threads` (one by default: OpenMP threads stall badly on a shared
+    machine) against `workers` processes. After each turn the timer waits `settle` seconds, so the
+    workers' prefetching does not run during squeeze's turn; the DataLoader starts each turn with
+    its prefetched batches ready (2 per worker), which favours it.
     """
     device_data = data.DeviceData(ds, mean, std, "cpu")
     generator = torch.Generator().manual_seed(0)
@@ -176,7 +184,7 @@ def data_path(ds: data.Dataset, mean, std, *, batch_size: int = 128, batches_per
     streams.update({name: _forever(lambda loader=loader: loader) for name, loader in loaders.items()})
     with fixed_threads(threads):
         times = interleaved({name: _take(s, batches_per_round) for name, s in streams.items()},
-                            repeats=rounds, warmup=1)
+                            repeats=rounds, warmup=1, settle=settle)
     result = {
         "batch_size": batch_size, "batches_per_round": batches_per_round, "rounds": rounds,
         "workers": workers, "threads": threads, "train_images": int(len(ds.y_train)),
