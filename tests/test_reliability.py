@@ -43,9 +43,10 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "SQUEEZE_DEVICE": "cpu"}
 TIMING = ("epoch_seconds", "images_per_second")
 MODEL, LOG = "models/baseline.pt", "metrics/train/baseline.csv"  # the train stage's outputs
-# Small enough for seconds on one core; 4 steps per epoch.
+# Small enough for seconds on one core; 16 steps per epoch, so that on an idle machine epochs 3
+# and 4 still take long enough for the kill test to land in them.
 TINY = {"data.source": "synthetic", "data.train_subset": 0, "data.test_subset": 0,
-        "data.synthetic_train_size": 128, "data.synthetic_test_size": 32, "data.seed": 0,
+        "data.synthetic_train_size": 512, "data.synthetic_test_size": 32, "data.seed": 0,
         "model.width": 4, "train.epochs": 4, "train.batch_size": 32, "train.lr": 0.05,
         "train.seed": 0, "prune.structured.amounts": [0, 0.5],
         "prune.unstructured.amounts": [0, 0.5], "quantize.types": ["fp32", "fp16", "int8"],

@@ -406,8 +406,8 @@ def set_params(path: Path, overrides: dict) -> dict:
     the file once per stage, so its size is part of the overhead). Returns the new params."""
     from ruamel.yaml import YAML  # DVC's own YAML library: here only where DVC is
 
-    yaml = YAML()  # round trip
-    document = yaml.load(path.read_text())
+    round_trip = YAML()  # keeps comments; ruamel's round-trip loader builds no arbitrary objects
+    document = round_trip.load(path.read_text())
     for dotted, value in overrides.items():
         node = document
         *parents, leaf = dotted.split(".")
@@ -415,7 +415,7 @@ def set_params(path: Path, overrides: dict) -> dict:
             node = node[key]
         node[leaf] = value
     with open(path, "w") as fh:
-        yaml.dump(document, fh)
+        round_trip.dump(document, fh)
     return load_params(path)
 
 
