@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+from squeeze.bench import copy_sources
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHIVE = Path(os.environ.get("SQUEEZE_CIFAR_ARCHIVE",
@@ -31,21 +32,10 @@ def run(cmd: list[str], cwd: Path, env: dict) -> str:
     return output
 
 
-def copy_repo(dest: Path) -> None:
-    """The files git would see (tracked, and untracked but not ignored), into a fresh git repo."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
-                           check=True, capture_output=True, text=True).stdout.split("\0")
-    for name in filter(None, files):
-        src = REPO / name
-        if src.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
-
-
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     repo = tmp_path_factory.mktemp("squeeze-e2e")
-    copy_repo(repo)
+    copy_sources(REPO, repo)  # the working tree's files, no outputs, no dvc.lock
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "SQUEEZE_DEVICE": "cpu"}
     env.pop("PYTHONPATH", None)

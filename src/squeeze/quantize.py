@@ -53,8 +53,6 @@ def round_to_fp16(model: nn.Module) -> nn.Module:
     return model
 
 
-
-
 def _qconfig_mapping(engine: str, activation_observer: str):
     """The x86 defaults (per-channel symmetric weights; uint8 activations with reduce_range, which
     fbgemm needs to avoid overflow) with a choice of activation observer: `histogram` (the

@@ -133,13 +133,11 @@ def run_quantize_evaluate(structured: float, unstructured: float, quant: str,
     # accuracy runs where it is real: int8 on its CPU kernels, the others on the fastest device
     accuracy_device = torch.device("cpu") if quant == "int8" else train.pick_device(device)
     data = DeviceData.from_file(data_path, accuracy_device)
-    if quant == "int8":
-        calibration = data.calibration_batches(int8_cfg.calibration_batch_size,
-                                               int8_cfg.calibration_batches, seed=0)
-        qmodel = quantize.quantize(copy.deepcopy(float_model), "int8", calibration,
-                                   int8_cfg.activation_observer)
-    else:
-        qmodel = quantize.quantize(copy.deepcopy(float_model), quant)
+    calibration = (data.calibration_batches(int8_cfg.calibration_batch_size,
+                                            int8_cfg.calibration_batches, seed=0)
+                   if quant == "int8" else None)
+    qmodel = quantize.quantize(copy.deepcopy(float_model), quant, calibration,
+                               int8_cfg.activation_observer)
     accuracy = _accuracy(qmodel, data, quant, eval_cfg.batch_size)
     quantize.save_quantized(out_model, qmodel.cpu(), spec, quant,
                             {"structured": structured, "unstructured": unstructured}, {})
