@@ -14,11 +14,5 @@ def main(args):
 
 
 if __name__ == "__main__":
-    p = cli.parser(__doc__)
-    p.add_argument("--amount", required=True)
-    p.add_argument("--base", required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--out-log", required=True)
-    p.add_argument("--resume", required=True)
+    p = cli.parser(__doc__, "--amount", "--base", "--data", "--out", "--out-log", "--resume")
     cli.run(main, p)

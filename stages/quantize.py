@@ -17,12 +17,6 @@ def main(args):
 
 
 if __name__ == "__main__":
-    p = cli.parser(__doc__)
-    p.add_argument("--structured", required=True)
-    p.add_argument("--unstructured", required=True)
-    p.add_argument("--quant", required=True)
-    p.add_argument("--base", required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--out-metrics", required=True)
+    p = cli.parser(__doc__, "--structured", "--unstructured", "--quant", "--base", "--data",
+                   "--out", "--out-metrics")
     cli.run(main, p)

@@ -59,7 +59,7 @@ def fake_model(structured, unstructured, quant: str) -> dict:
 
 
 def write_log(path: Path, epochs: int) -> None:
-    lines = [f"{e},{2.0 / e:.4f},{0.3 + 0.1 * e:.4f},{0.3 + 0.1 * e:.4f},0.01,1.0,100.0\n"
+    lines = [f"{e},{2.0 / e:.4f},{0.3 + 0.1 * e:.4f},{0.3 + 0.1 * e:.4f},0.01,30.0,100.0\n"
              for e in range(1, epochs + 1)]
     path.write_text(LOG_HEADER + "".join(lines))
 
@@ -313,13 +313,27 @@ def test_figures_of_a_grid_without_fine_tunes_are_still_drawn(tmp_path):
 
 # ---- the stage script --------------------------------------------------------------------------
 
+def quick_params() -> dict:
+    """params.yaml with the quick profile's overrides applied, as `dvc exp run -S` leaves it."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for key, value in QUICK.items():
+        *parents, leaf = key.split(".")
+        node = params
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    return params
+
+
 def run_stage(tmp_path, models: Path, logs: Path, monkeypatch) -> Path:
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump(params_with_grid(*[list(v) for v in (
-        QUICK_GRID.structured, QUICK_GRID.unstructured, QUICK_GRID.quant)])))
+    params.write_text(yaml.safe_dump(quick_params()))
+    prepared = tmp_path / "prepare.json"
+    prepared.write_text(json.dumps({"train_images": 5000, "test_images": 1000}))
     out = tmp_path / "reports"
     monkeypatch.setattr(sys, "argv", [
         "report.py", "--params", str(params), "--models", str(models), "--logs", str(logs),
+        "--prepared", str(prepared), "--profiles", str(ROOT / "profiles"),
         "--out-csv", str(out / "tradeoff.csv"), "--out-summary", str(out / "summary.json"),
         "--out-tables", str(out / "tradeoff.md"), "--out-curves", str(out / "curves.csv"),
         "--out-figures", str(out / "figures")])
@@ -330,6 +344,15 @@ def run_stage(tmp_path, models: Path, logs: Path, monkeypatch) -> Path:
 def test_stage_writes_the_report(quick_inputs, tmp_path, monkeypatch):
     out = run_stage(tmp_path, *quick_inputs, monkeypatch)
     assert json.loads((out / "summary.json").read_text())["models"] == 12
+    tables = (out / "tradeoff.md").read_text()
+    assert tables.startswith("# Trade-off report\n\n## Run\n\n| setting | value |")
+    run = tables.split("## Run")[1].split("##")[0]
+    assert "| profile | `quick` (profiles/quick.yaml) |" in run
+    assert "| data | synthetic images: 5,000 train / 1,000 test images |" in run
+    assert "| model | ResNet-18, width 8 (11,173,962 parameters) |" in run  # fake_model's count
+    assert "| latency measured on | test, 2 threads |" in run
+    # write_log: 3 baseline epochs and 3 fine-tunes of 2 epochs, 30 s and 100 images/s each
+    assert "baseline 1.5 min (3 epochs, median 100 images/s); 3 fine-tunes 3.0 min in all" in run
 
 
 def test_stage_fails_in_one_line_naming_the_missing_file(quick_inputs, tmp_path, monkeypatch,
@@ -355,8 +378,9 @@ def dvc_yaml() -> dict:
 def test_dvc_yaml_declares_the_report_stage_metrics_and_plots():
     pipeline = dvc_yaml()
     stage = pipeline["stages"]["report"]
-    assert set(stage["params"]) == {"prune.structured.amounts", "prune.unstructured.amounts",
-                                    "quantize.types"}
+    # the grid, and every section the "Run" table of tradeoff.md describes
+    assert set(stage["params"]) == {"data", "model", "train", "finetune", "prune", "quantize"}
+    assert {"metrics/prepare.json", "profiles", "src/squeeze/provenance.py"} <= set(stage["deps"])
     outs = {next(iter(o)): o[next(iter(o))] for o in stage["outs"]}
     assert all(options == {"cache": False} for options in outs.values())
     for out in outs:  # every declared output is an --out-* argument of the command

@@ -34,7 +34,10 @@ def run(main: Callable[[argparse.Namespace], object], parser: argparse.ArgumentP
         sys.exit(1)
 
 
-def parser(description: str) -> argparse.ArgumentParser:
+def parser(description: str, *required: str) -> argparse.ArgumentParser:
+    """A stage's parser: --params, and each of `required` (e.g. "--data") as a required option."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    for option in required:
+        p.add_argument(option, required=True)
     return p

@@ -35,10 +35,11 @@ STUDY_POINTS = (
 
 CSV_COLUMNS = ("model", "structured", "unstructured", "quant", "accuracy", "accuracy_float",
                "accuracy_before_finetune", "score", "score_seed", "params", "nonzero_params",
-               "sparsity", "ops", "latency_ms_b1", "latency_ms_b32", "size_bytes", "pareto")
-CURVE_COLUMNS = ("run", "stage", "structured", "unstructured", "epoch", "train_loss",
-                 "train_accuracy", "test_accuracy", "lr")
-LOG_COLUMNS = ("epoch", "train_loss", "train_accuracy", "test_accuracy", "lr")
+               "sparsity", "ops", "latency_ms_b1", "latency_ms_b32", "latency_threads", "cpu",
+               "size_bytes", "pareto")
+LOG_COLUMNS = ("epoch", "train_loss", "train_accuracy", "test_accuracy", "lr", "epoch_seconds",
+               "images_per_second")
+CURVE_COLUMNS = ("run", "stage", "structured", "unstructured", *LOG_COLUMNS)
 
 
 class MissingInputError(ConfigError):
@@ -193,12 +194,13 @@ def _cell(value) -> str:
 
 
 def write_outputs(report: Report, *, csv_path: Path, summary_path: Path, tables_path: Path,
-                  curves_path: Path, figures_dir: Path) -> dict:
+                  curves_path: Path, figures_dir: Path,
+                  settings: Sequence[tuple[str, str]] = ()) -> dict:
     summary = report.summary()
     write_text(csv_path, csv_text(report.rows, CSV_COLUMNS))
     write_text(curves_path, csv_text(report.curves, CURVE_COLUMNS))
     write_json(summary_path, summary)
-    write_text(tables_path, markdown(report, summary))
+    write_text(tables_path, markdown(report, summary, settings))
     write_figures(report, figures_dir)
     return summary
 
@@ -222,8 +224,10 @@ def md_table(header: Sequence[str], lines: Sequence[Sequence]) -> str:
     return "\n".join("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows)
 
 
-def markdown(report: Report, summary: Mapping) -> str:
-    parts = ["# Trade-off report", _overview(summary), _structured_section(report.rows),
+def markdown(report: Report, summary: Mapping, settings: Sequence[tuple[str, str]] = ()) -> str:
+    """The tables; `settings` (provenance.describe) first, where given, so a copy is labelled."""
+    run = ["## Run", md_table(["setting", "value"], settings)] if settings else []
+    parts = ["# Trade-off report", *run, _overview(summary), _structured_section(report.rows),
              _unstructured_section(report.rows), _quantized_section(report.rows),
              _budget_section(summary)]
     return "\n\n".join(parts) + "\n"
