@@ -133,6 +133,20 @@ def test_best_under_budget_counts_the_boundary_and_breaks_ties_by_score():
     assert report.best_under_budget(rows, 0.25) == {"model": None, "accuracy": None, "score": None}
 
 
+def test_budgets_on_the_study_formula_use_score_seed():
+    rows = [{**point("wide", 0.90, 0.30), "score_seed": 3.0},
+            {**point("pruned", 0.85, 0.05), "score_seed": 0.9}]
+    assert report.best_under_budget(rows, 2.0)["model"] == "wide"  # by measured score
+    assert report.best_under_budget(rows, 2.0, "score_seed") == {
+        "model": "pruned", "accuracy": 0.85, "score_seed": 0.9}
+    assert report.best_under_budget(rows, 0.5, "score_seed") == {
+        "model": None, "accuracy": None, "score_seed": None}
+    summary = report.summarize(report.with_pareto(
+        [{**r, "structured": 0, "unstructured": 0, "quant": "fp32"} for r in rows]))
+    assert list(summary["budgets_seed"]) == ["score_seed<=2.0", "score_seed<=1.0",
+                                             "score_seed<=0.5", "score_seed<=0.25"]
+
+
 def test_summary_has_baseline_budgets_front_and_count(quick_report):
     summary = quick_report.summary()
     assert summary["models"] == 12
@@ -231,7 +245,8 @@ def test_markdown_tables(quick_report):
     text = report.markdown(quick_report, quick_report.summary())
     for heading in ("## Structured pruning", "## Unstructured pruning of s0 ",
                     "## Unstructured pruning of s0.5 ", "## After quantization",
-                    "## Best accuracy within a score budget"):
+                    "## Best accuracy within a score budget",
+                    "## Best accuracy within a score (study formula) budget"):
         assert heading in text
     quantized = text.split("## After quantization")[1].split("##")[0]
     assert quantized.count("✓") == quick_report.summary()["pareto_count"]
