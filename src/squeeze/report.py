@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from .config import ConfigError, grid as validated_grid, section
 from .fsutil import atomic_path, read_json, write_json, write_text
+from .history import HISTORY_COLUMNS, read_history
 from .names import file_stem, model_name
 
 if TYPE_CHECKING:
@@ -37,9 +38,7 @@ CSV_COLUMNS = ("model", "structured", "unstructured", "quant", "accuracy", "accu
                "accuracy_before_finetune", "score", "score_seed", "params", "nonzero_params",
                "sparsity", "ops", "latency_ms_b1", "latency_ms_b32", "latency_threads", "cpu",
                "size_bytes", "pareto")
-LOG_COLUMNS = ("epoch", "train_loss", "train_accuracy", "test_accuracy", "lr", "epoch_seconds",
-               "images_per_second")
-CURVE_COLUMNS = ("run", "stage", "structured", "unstructured", *LOG_COLUMNS)
+CURVE_COLUMNS = ("run", "stage", "structured", "unstructured", *HISTORY_COLUMNS)
 
 
 class MissingInputError(ConfigError):
@@ -110,14 +109,8 @@ def load(grid: Grid, models_dir: Path, logs_dir: Path) -> Report:
 
 
 def read_log(path: Path, run: Mapping) -> list[dict]:
-    """A per-epoch log (train.write_history) as curve rows; none where nothing was trained."""
-    with open(path, newline="") as fh:
-        return [{**run, **{c: _number(line[c]) for c in LOG_COLUMNS}}
-                for line in csv.DictReader(fh)]
-
-
-def _number(text: str) -> float | int:
-    return int(text) if text.isdigit() else float(text)
+    """A per-epoch log (history.write_history) as curve rows; none where nothing was trained."""
+    return [{**run, **row} for row in read_history(path)]
 
 
 def dominates(a: Mapping, b: Mapping) -> bool:
@@ -398,10 +391,15 @@ def figure_tradeoff_unstructured(report: Report) -> "Figure":
     return fig
 
 
+def _scatter_by_quant(ax: "Axes", rows: Sequence[Mapping], x: str) -> None:
+    """Accuracy against `x`, one colour per quantization type."""
+    for quant, group in _by(rows, "quant").items():
+        ax.scatter([r[x] for r in group], [r["accuracy"] for r in group], label=quant)
+
+
 def figure_tradeoff_final(report: Report) -> "Figure":
     fig, (ax,) = new_figure()
-    for quant, rows in _by(report.rows, "quant").items():
-        ax.scatter([r["score"] for r in rows], [r["accuracy"] for r in rows], label=quant)
+    _scatter_by_quant(ax, report.rows, "score")
     pareto = front(report.rows)
     ax.step([r["score"] for r in pareto], [r["accuracy"] for r in pareto], where="post",
             color="black", linewidth=1, label="Pareto front")
@@ -419,8 +417,7 @@ def figure_tradeoff_final(report: Report) -> "Figure":
 
 def figure_tradeoff_latency(report: Report) -> "Figure":
     fig, (ax,) = new_figure()
-    for quant, rows in _by(report.rows, "quant").items():
-        ax.scatter([r["latency_ms_b32"] for r in rows], [r["accuracy"] for r in rows], label=quant)
+    _scatter_by_quant(ax, report.rows, "latency_ms_b32")
     ax.set(title="Accuracy against measured CPU latency (batch 32)",
            xlabel="latency per batch of 32 (ms, median)", ylabel="test accuracy")
     ax.grid(alpha=0.3)

@@ -18,6 +18,7 @@ from .config import (DataConfig, EvaluateConfig, Int8Config, ModelConfig, Struct
                      TrainConfig, UnstructuredConfig)
 from .data import DeviceData, prepare
 from .fsutil import write_json
+from .history import write_history
 from .names import model_name
 
 
@@ -64,7 +65,7 @@ def run_prune_structured(amount: float, prune_cfg: StructuredConfig, finetune_cf
     """L1 filter pruning of the baseline at `amount`, then fine-tune. Amount 0: same weights."""
     model, payload = checkpoint.load_model(base)
     if amount == 0:
-        train.write_history(log_path, [])
+        write_history(log_path, [])
         metrics = {"structured": amount, "accuracy": payload["metrics"]["accuracy"]}
         checkpoint.save_model(out, model, {"structured": amount}, payload["epoch"], metrics)
         return metrics
@@ -91,7 +92,7 @@ def run_prune_unstructured(structured: float, amount: float, prune_cfg: Unstruct
     carried = {f"structured_{k}": v for k, v in payload["metrics"].items()
                if k in ("accuracy_before_finetune", "accuracy")}
     if amount == 0:
-        train.write_history(log_path, [])
+        write_history(log_path, [])
         metrics = {"structured": structured, "unstructured": amount,
                    "accuracy": payload["metrics"]["accuracy"], **carried}
         checkpoint.save_model(out, model, {"structured": structured, "unstructured": amount},

@@ -27,7 +27,7 @@ from . import checkpoint
 from .config import TrainConfig
 from .data import DeviceData
 from .errors import SqueezeError
-from .fsutil import write_text
+from .history import HISTORY_COLUMNS, write_history  # noqa: F401 (train.write_history)
 
 
 class TrainingDiverged(SqueezeError, RuntimeError):
@@ -164,17 +164,6 @@ def evaluate(model: nn.Module, data: DeviceData, batch_size: int = 1000) -> floa
         with torch.autocast(data.device.type, dtype=torch.bfloat16, enabled=data.device.type == "cuda"):
             correct += int((model(x).argmax(1) == y).sum())
     return correct / len(data.y_test)
-
-
-HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "test_accuracy", "lr",
-                   "epoch_seconds", "images_per_second")
-
-
-def write_history(path: Path, history: list[dict]) -> None:
-    """Per-epoch log as CSV, the shape `dvc plots` reads."""
-    lines = [",".join(HISTORY_COLUMNS)]
-    lines += [",".join(str(row[c]) for c in HISTORY_COLUMNS) for row in history]
-    write_text(path, "\n".join(lines) + "\n")
 
 
 def _save_resume(path, run_id, epoch, model, optimizer, scheduler, generator, result) -> None:
