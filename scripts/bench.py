@@ -5,7 +5,7 @@
                             [--int8-engines x86,onednn,fbgemm]
                             [--only data_path,int8,structured,training]
 
-Every figure is a ratio of two things measured interleaved in the same run (see squeeze.bench);
+Every figure is a ratio of two things measured interleaved in the same run (see benchlib.py);
 the file records the machine, threads, torch version, date and load average. Goals are written
 beside the figures for the reader; nothing fails on time. --pipeline-overhead runs the whole
 default grid once on tiny settings in a temporary copy of the repository (several minutes on a
@@ -23,9 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from squeeze import bench, data, profiles  # noqa: E402
-from squeeze.config import TrainConfig, load_params, section  # noqa: E402
+import benchlib  # noqa: E402  (beside this file: scripts/ is sys.path[0] when run directly)
+from squeeze import data, profiles  # noqa: E402
+from squeeze.config import TrainConfig, grid, load_params, section  # noqa: E402
 from squeeze.fsutil import read_json, write_json  # noqa: E402
+from squeeze.prepared import Dataset  # noqa: E402
 
 SECTIONS = ("data_path", "int8", "structured", "training")
 
@@ -39,7 +41,7 @@ SETTINGS = {
 }
 
 
-def load_data(archive: str | None, synthetic_images: int) -> tuple[data.Dataset, str]:
+def load_data(archive: str | None, synthetic_images: int) -> tuple[Dataset, str]:
     if archive is None:
         return data.synthetic(synthetic_images, 200, seed=0), f"synthetic ({synthetic_images} images)"
     return data.load_folder(Path(archive)), str(archive)
@@ -47,10 +49,10 @@ def load_data(archive: str | None, synthetic_images: int) -> tuple[data.Dataset,
 
 def timed(results: dict, name: str, run) -> None:
     """Run one benchmark, recording its wall time and the load average around it."""
-    load_before, start = bench.loadavg(), time.perf_counter()
+    load_before, start = benchlib.loadavg(), time.perf_counter()
     print(f"{name} ...", flush=True)
-    results[name] = {**run(), "date": bench.now(), "loadavg_before": load_before,
-                     "loadavg_after": bench.loadavg(),
+    results[name] = {**run(), "date": benchlib.now(), "loadavg_before": load_before,
+                     "loadavg_after": benchlib.loadavg(),
                      "bench_seconds": round(time.perf_counter() - start, 1)}
     print(json.dumps({name: results[name]}, indent=1), flush=True)
 
@@ -78,13 +80,13 @@ def main(argv: list[str] | None = None) -> dict:
     threads = args.threads or evaluate["latency_threads"]
     only = set(args.only.split(",")) if args.only else set(SECTIONS)
     width = settings["latency_width"] or section(params, "model")["width"]
-    structured = tuple(section(params, "prune.structured")["amounts"])
-    unstructured = max(section(params, "prune.unstructured")["amounts"])
+    structured, unstructured_amounts, _ = grid(params)
+    unstructured = max(unstructured_amounts)
     latency = {"width": width, "threads": threads, "warmup": settings["warmup"],
                "repeats": settings["repeats"]}
 
     started = time.perf_counter()
-    results: dict = {"environment": bench.environment(threads), "mode": "quick" if args.quick else "full"}
+    results: dict = {"environment": benchlib.environment(threads), "mode": "quick" if args.quick else "full"}
     if args.only and Path(args.out).is_file():
         kept = read_json(args.out)
         for name in (*SECTIONS, "pipeline_overhead"):
@@ -96,25 +98,25 @@ def main(argv: list[str] | None = None) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="squeeze-bench-") as tmp:
         if "data_path" in only:
-            folder = (bench.extract_train_split(Path(args.data), Path(tmp))
+            folder = (benchlib.extract_train_split(Path(args.data), Path(tmp))
                       if args.data and not args.quick else None)
-            timed(results, "data_path", lambda: bench.data_path(
+            timed(results, "data_path", lambda: benchlib.data_path(
                 ds, mean, std, batch_size=section(params, "train")["batch_size"],
                 batches_per_round=settings["batches_per_round"], rounds=settings["rounds"],
                 imagefolder=folder))
     if "int8" in only:
-        timed(results, "int8", lambda: bench.int8_latency(
+        timed(results, "int8", lambda: benchlib.int8_latency(
             structured=(0, 0.5), engines=tuple(args.int8_engines.split(",")), **latency))
     if "structured" in only:
-        timed(results, "structured", lambda: bench.structured_latency(
+        timed(results, "structured", lambda: benchlib.structured_latency(
             amounts=structured, unstructured=unstructured, **latency))
     if "training" in only:
         timed(results, "training", lambda: training(params, ds, mean, std, settings, threads))
     if args.pipeline_overhead:
-        timed(results, "pipeline_overhead", lambda: bench.pipeline_overhead(ROOT, keep=args.keep_copy))
+        timed(results, "pipeline_overhead", lambda: benchlib.pipeline_overhead(ROOT, keep=args.keep_copy))
     elif "noop_repro_seconds" not in results.get("pipeline_overhead", {}):
         results["pipeline_overhead"] = {"skipped": "run with --pipeline-overhead (minutes)"}
-    results["loadavg_end"] = bench.loadavg()
+    results["loadavg_end"] = benchlib.loadavg()
     results["bench_seconds"] = round(time.perf_counter() - started, 1)
     results["goals"] = goals(results)
     write_json(args.out, results)
@@ -158,7 +160,7 @@ def goals(results: dict) -> list[dict]:
 
 def training(params: dict, ds, mean, std, settings: dict, threads: int) -> dict:
     """fit() images/s at the baseline width (the study's recipe) and with the quick profile."""
-    quick = bench.with_overrides(params, profiles.load("quick", ROOT / "profiles"))
+    quick = benchlib.with_overrides(params, profiles.load("quick", ROOT / "profiles"))
     out = {}
     for name, p, images in (("baseline", params, settings["train_images"]),
                             ("quick_profile", quick, settings["quick_train_images"])):
@@ -166,8 +168,8 @@ def training(params: dict, ds, mean, std, settings: dict, threads: int) -> dict:
         if name == "baseline" and settings["train_width"]:
             width = settings["train_width"]
         cfg = TrainConfig.from_params(section(p, "train"))
-        out[name] = bench.training_throughput(ds, mean, std, width=width, cfg=cfg, images=images,
-                                              threads=threads)
+        out[name] = benchlib.training_throughput(ds, mean, std, width=width, cfg=cfg,
+                                                 images=images, threads=threads)
     return out
 
 

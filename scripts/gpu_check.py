@@ -32,10 +32,15 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import torch  # noqa: E402
 
-from squeeze import data, models, steps, train  # noqa: E402
+from squeeze import data, models, prepared, train  # noqa: E402
+from squeeze import device as devices  # noqa: E402
+from squeeze.batches import DeviceData  # noqa: E402
 from squeeze.config import (EvaluateConfig, Int8Config, ModelConfig, StructuredConfig,  # noqa: E402
                             TrainConfig, load_params, section)
 from squeeze.fsutil import write_json  # noqa: E402
+from squeeze.steps import baseline as baseline_step  # noqa: E402
+from squeeze.steps import quantized as quantized_step  # noqa: E402
+from squeeze.steps import structured as structured_step  # noqa: E402
 
 STRUCTURED = 0.5
 GOAL_SECONDS_PER_EPOCH = 3.0  # on an H200 at batch 128: the 200-epoch baseline in 10 minutes
@@ -63,13 +68,13 @@ def prepare(archive: Path, out: Path, tiny: bool) -> dict:
     ds = data.load_folder(archive)
     if tiny:
         ds = data.subset(ds, TINY["train_images"], TINY["test_images"], seed=0)
-    data.save(ds, out)
+    prepared.save(ds, out)
     return {"train_images": int(len(ds.y_train)), "test_images": int(len(ds.y_test))}
 
 
 def probe_epoch_seconds(cfg: dict, data_path: Path, work: Path) -> float:
     """Wall seconds of one warm epoch of the baseline run, from a throwaway 2-epoch fit."""
-    device_data = data.DeviceData.from_file(data_path, train.pick_device())
+    device_data = DeviceData.from_file(data_path, devices.pick())
     torch.manual_seed(cfg["train"].seed)
     model = models.build(models.ResNetSpec.resnet18(cfg["model"].width, cfg["model"].num_classes))
     start = time.perf_counter()
@@ -109,7 +114,7 @@ def baseline_summary(history: list[dict], epochs: int, train_seconds: float, cfg
 
 
 def environment() -> dict:
-    device = train.pick_device()
+    device = devices.pick()
     env = {"device": str(device), "torch": torch.__version__,
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "cpu_threads": torch.get_num_threads()}
@@ -136,30 +141,30 @@ def run(archive: Path, outdir: Path, work: Path, tiny: bool, budget: float, max_
 
     mark = time.perf_counter()
     baseline, baseline_log = work / "baseline.pt", outdir / "baseline.csv"
-    steps.run_train(cfg["model"], replace(cfg["train"], epochs=epochs), data_path, baseline,
-                    baseline_log, work / "train-resume.pt")
+    baseline_step.run(cfg["model"], replace(cfg["train"], epochs=epochs), data_path, baseline,
+                      work / "baseline.json", baseline_log, work / "train-resume.pt")
     seconds["train"] = time.perf_counter() - mark
     summary["baseline"] = baseline_summary(read_history(baseline_log), epochs, seconds["train"],
                                            cfg, budget, probe, summary["device"].startswith("cuda"))
 
     mark = time.perf_counter()
     pruned = work / f"s{STRUCTURED:g}.pt"
-    metrics = steps.run_prune_structured(STRUCTURED, cfg["prune"], cfg["finetune"], baseline,
-                                         data_path, pruned, outdir / f"s{STRUCTURED:g}.csv",
-                                         work / "prune-resume.pt")
+    metrics = structured_step.run(STRUCTURED, cfg["prune"], cfg["finetune"], baseline, data_path,
+                                  pruned, work / f"s{STRUCTURED:g}.json",
+                                  outdir / f"s{STRUCTURED:g}.csv", work / "prune-resume.pt")
     seconds["prune_finetune"] = time.perf_counter() - mark
     summary[f"s{STRUCTURED:g}"] = {"finetune_epochs": cfg["finetune"].epochs,
-                                   "accuracy_before_finetune": round(metrics["accuracy_before_finetune"], 4),
+                                   "accuracy_before_finetune": round(metrics["accuracy_pruned"], 4),
                                    "accuracy": round(metrics["accuracy"], 4), "quantized": {}}
 
     mark = time.perf_counter()
     for quant in ("fp32", "fp16", "int8"):
-        m = steps.run_quantize_evaluate(STRUCTURED, 0.0, quant, cfg["int8"], cfg["evaluate"],
-                                        pruned, data_path, work / f"q-{quant}.pt",
-                                        work / f"q-{quant}.json")
+        m = quantized_step.run(STRUCTURED, 0.0, quant, cfg["int8"] if quant == "int8" else None,
+                               cfg["evaluate"], pruned, data_path, work / f"q-{quant}.pt",
+                               work / f"q-{quant}.json")
         summary[f"s{STRUCTURED:g}"]["quantized"][quant] = {
-            k: m[k] for k in ("accuracy", "params", "ops", "score", "latency_ms_b1",
-                              "latency_ms_b32", "latency_threads", "cpu")}
+            k: m[k] for k in ("accuracy", "device", "precision", "params", "ops", "score",
+                              "latency_ms_b1", "latency_ms_b32", "latency_threads", "cpu")}
     seconds["quantize_evaluate"] = time.perf_counter() - mark
     seconds["total"] = time.perf_counter() - started
     summary["seconds"] = {k: round(v, 1) for k, v in seconds.items()}

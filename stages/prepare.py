@@ -1,15 +1,18 @@
 """Stage prepare: data source -> data/prepared/dataset.npz (uint8 arrays, decoded once)."""
-from squeeze import cli, steps
-from squeeze.config import DataConfig, load_params, section
+from squeeze import cli
+from squeeze.config import DataConfig, section
+
+PARAMS = ("data",)
 
 
-def main(args):
-    cfg = DataConfig.from_params(section(load_params(args.params), "data"))
-    print(steps.run_prepare(cfg, args.out, args.out_summary))
+def main(args, params):
+    from squeeze.data import prepare
+    from squeeze.fsutil import write_json
+
+    summary = prepare(DataConfig.from_params(section(params, "data")), args.out)
+    write_json(args.out_summary, summary)
+    print(summary)
 
 
 if __name__ == "__main__":
-    p = cli.parser(__doc__)
-    p.add_argument("--out", required=True)
-    p.add_argument("--out-summary", required=True)
-    cli.run(main, p)
+    cli.run(main, cli.parser(__doc__, "--out", "--out-summary"), PARAMS)

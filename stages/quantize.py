@@ -1,22 +1,21 @@
-"""Stage quantize@<s>-<u>-<q>: post-training quantization of one model, and its evaluation."""
-from squeeze import cli, steps
-from squeeze.config import (EvaluateConfig, Int8Config, amount_arg, grid, load_params, quant_arg,
-                            section)
+"""Stage quantize@<s>-<u>-<q>: post-training quantization of one model, and its measurement."""
+from squeeze import cli
+from squeeze.config import EvaluateConfig, Int8Config, amount_arg, quant_arg, section
+
+PARAMS = ("quantize.{quant}", "evaluate")  # {quant}: this stage's type; fp32 and fp16 hold {}
 
 
-def main(args):
-    params = load_params(args.params)
-    structured_amounts, unstructured_amounts, quant_types = grid(params)
-    structured = amount_arg(args.structured, structured_amounts, "prune.structured.amounts")
-    unstructured = amount_arg(args.unstructured, unstructured_amounts, "prune.unstructured.amounts")
-    quant = quant_arg(args.quant, quant_types)
-    int8_cfg = Int8Config.from_params(section(params, "quantize.int8"))
-    eval_cfg = EvaluateConfig.from_params(section(params, "evaluate"))
-    print(steps.run_quantize_evaluate(structured, unstructured, quant, int8_cfg, eval_cfg,
-                                      args.base, args.data, args.out, args.out_metrics))
+def main(args, params):
+    from squeeze.steps import quantized
+
+    quant = quant_arg(args.quant)
+    int8_cfg = Int8Config.from_params(section(params, "quantize.int8")) if quant == "int8" else None
+    print(quantized.run(amount_arg(args.structured, "prune.structured.amounts"),
+                        amount_arg(args.unstructured, "prune.unstructured.amounts"), quant,
+                        int8_cfg, EvaluateConfig.from_params(section(params, "evaluate")),
+                        args.base, args.data, args.out, args.out_metrics))
 
 
 if __name__ == "__main__":
-    p = cli.parser(__doc__, "--structured", "--unstructured", "--quant", "--base", "--data",
-                   "--out", "--out-metrics")
-    cli.run(main, p)
+    cli.run(main, cli.parser(__doc__, "--structured", "--unstructured", "--quant", "--base",
+                             "--data", "--out", "--out-metrics"), PARAMS)

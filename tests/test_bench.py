@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from squeeze import bench, data
+import benchlib  # scripts/benchlib.py, on the path through pytest's `pythonpath`
+from squeeze import data
+from squeeze.prepared import Dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +33,7 @@ def all_positive(tree) -> bool:
     return positive(tree)
 
 
-def tiny_dataset(train: int = 64, test: int = 20) -> tuple[data.Dataset, np.ndarray, np.ndarray]:
+def tiny_dataset(train: int = 64, test: int = 20) -> tuple[Dataset, np.ndarray, np.ndarray]:
     ds = data.synthetic(train, test, seed=0)
     mean, std = ds.mean_std()
     return ds, mean, std
@@ -58,20 +60,20 @@ def write_archive(path: Path, per_class: dict[str, int], classes: int = 10) -> P
 def test_interleaved_rotates_order_and_times_every_round():
     order = []
     calls = {name: (lambda name=name: order.append(name)) for name in "abc"}
-    times = bench.interleaved(calls, repeats=3, warmup=1)
+    times = benchlib.interleaved(calls, repeats=3, warmup=1)
     assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3, "c": 3}
     assert order == list("abc") + list("abc") + list("bca") + list("cab")
     assert all(t >= 0 for v in times.values() for t in v)
 
 
 def test_paired_speedup_is_median_of_round_ratios():
-    assert bench.paired_speedup([4.0, 9.0, 2.0], [1.0, 1.0, 1.0]) == 4.0
-    assert bench.paired_speedup([1.0, 1.0], [2.0, 2.0]) == 0.5
+    assert benchlib.paired_speedup([4.0, 9.0, 2.0], [1.0, 1.0, 1.0]) == 4.0
+    assert benchlib.paired_speedup([1.0, 1.0], [2.0, 2.0]) == 0.5
 
 
 def test_with_overrides_sets_dotted_keys_on_a_copy():
     params = {"train": {"epochs": 200, "lr": 0.01}, "model": {"width": 64}}
-    out = bench.with_overrides(params, {"train.epochs": 1, "finetune.structured.epochs": 2})
+    out = benchlib.with_overrides(params, {"train.epochs": 1, "finetune.structured.epochs": 2})
     assert out["train"] == {"epochs": 1, "lr": 0.01}
     assert out["finetune"]["structured"]["epochs"] == 2
     assert params["train"]["epochs"] == 200
@@ -80,14 +82,14 @@ def test_with_overrides_sets_dotted_keys_on_a_copy():
 def test_set_params_keeps_comments(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("# top\ntrain:\n  epochs: 200   # the study's\n  lr: 0.01\nmodel:\n  width: 64\n")
-    params = bench.set_params(path, {"train.epochs": 1, "model.width": 8})
+    params = benchlib.set_params(path, {"train.epochs": 1, "model.width": 8})
     assert params == {"train": {"epochs": 1, "lr": 0.01}, "model": {"width": 8}}
     text = path.read_text()
     assert "# top" in text and "# the study's" in text
 
 
 def test_environment_records_machine_threads_torch_date_and_load():
-    env = bench.environment(threads=2)
+    env = benchlib.environment(threads=2)
     for key in ("machine", "threads", "torch", "date", "loadavg", "device", "cpu_count"):
         assert key in env
     assert env["threads"] == 2
@@ -97,11 +99,11 @@ def test_environment_records_machine_threads_torch_date_and_load():
 
 def test_data_path_against_dataloader_and_imagefolder(tmp_path):
     ds, mean, std = tiny_dataset(train=80)
-    folder = bench.extract_train_split(write_archive(tmp_path / "c.tar.gz", {"train": 4, "test": 1}),
-                                       tmp_path / "x")
+    archive = write_archive(tmp_path / "c.tar.gz", {"train": 4, "test": 1})
+    folder = benchlib.extract_train_split(archive, tmp_path / "x")
     assert folder.name == "train" and len(list(folder.glob("*/*.jpg"))) == 40
-    result = bench.data_path(ds, mean, std, batch_size=16, batches_per_round=2, rounds=2,
-                             workers=1, settle=0.01, imagefolder=folder)
+    result = benchlib.data_path(ds, mean, std, batch_size=16, batches_per_round=2, rounds=2,
+                                workers=1, settle=0.01, imagefolder=folder)
     assert set(result["batches_per_second"]) == {"squeeze", "dataloader", "imagefolder"}
     assert all_positive(result["batches_per_second"])
     assert positive(result["speedup"]) and positive(result["speedup_vs_imagefolder"])
@@ -110,16 +112,17 @@ def test_data_path_against_dataloader_and_imagefolder(tmp_path):
 
 def test_conventional_loader_yields_normalised_augmented_batches():
     ds, mean, std = tiny_dataset(train=32)
-    loader = bench.conventional_loader(
-        bench.ArrayImages(ds.x_train, ds.y_train, bench.conventional_transform(mean, std)), 8, 0)
+    transform = benchlib.conventional_transform(mean, std)
+    loader = benchlib.conventional_loader(benchlib.ArrayImages(ds.x_train, ds.y_train, transform),
+                                          8, 0)
     x, y = next(iter(loader))
     assert x.shape == (8, 3, 32, 32) and y.shape == (8,)
     assert abs(float(x.mean())) < 1.0  # normalised, not [0, 1] or [0, 255]
 
 
 def test_int8_latency_structure():
-    result = bench.int8_latency(width=4, structured=(0.5,), batch_sizes=(1, 4), threads=1,
-                                warmup=1, repeats=2)
+    result = benchlib.int8_latency(width=4, structured=(0.5,), batch_sizes=(1, 4), threads=1,
+                                   warmup=1, repeats=2)
     assert set(result["ms_per_image"]) == {"b1", "b4"}
     assert set(result["ms_per_image"]["b4"]) == {"fp32-s0", "int8-x86-s0", "fp32-s0.5", "int8-x86-s0.5"}
     assert set(result["speedup"]["x86"]["b4"]) == {"s0", "s0.5"}
@@ -132,15 +135,16 @@ def test_int8_latency_with_another_engine_restores_the_default():
     import torch
 
     before = torch.backends.quantized.engine
-    result = bench.int8_latency(width=4, structured=(0,), batch_sizes=(2,), threads=1,
-                                engines=("x86", "onednn"), warmup=0, repeats=1)
+    result = benchlib.int8_latency(width=4, structured=(0,), batch_sizes=(2,), threads=1,
+                                   engines=("x86", "onednn"), warmup=0, repeats=1)
     assert set(result["speedup"]) == {"x86", "onednn"}
-    assert quantize.INT8_ENGINE == "x86" and torch.backends.quantized.engine == before
+    assert result["default_engine"] == quantize.DEFAULT_ENGINE == "x86"
+    assert torch.backends.quantized.engine == before
 
 
 def test_structured_latency_reports_ops_and_a_dense_zeros_control():
-    result = bench.structured_latency(width=4, amounts=(0, 0.5), unstructured=0.5,
-                                      batch_sizes=(2,), threads=1, warmup=0, repeats=2)
+    result = benchlib.structured_latency(width=4, amounts=(0, 0.5), unstructured=0.5,
+                                         batch_sizes=(2,), threads=1, warmup=0, repeats=2)
     assert set(result["speedup_vs_dense"]["b2"]) == {"s0.5", "s0-u0.5"}
     assert all_positive(result["speedup_vs_dense"])
     ops = result["ops"]
@@ -154,8 +158,8 @@ def test_training_throughput_structure():
 
     cfg = TrainConfig(epochs=200, batch_size=32, lr=0.01, momentum=0.9, weight_decay=5e-4,
                       schedule="cosine", seed=0)
-    result = bench.training_throughput(ds, mean, std, width=4, cfg=cfg, images=64, epochs=2,
-                                       test_images=20, device="cpu", threads=1)
+    result = benchlib.training_throughput(ds, mean, std, width=4, cfg=cfg, images=64,
+                                          epochs=2, test_images=20, device="cpu", threads=1)
     assert result["device"] == "cpu" and result["epochs_counted"] == 1
     assert result["images_per_epoch"] == 64
     assert positive(result["images_per_second"]) and positive(result["epoch_seconds"])
@@ -195,9 +199,9 @@ def test_bench_cli_only_keeps_other_sections_with_their_date(tmp_path):
 
 @pytest.mark.e2e
 def test_pipeline_overhead_on_a_one_model_grid():
-    result = bench.pipeline_overhead(ROOT, overrides={"prune.structured.amounts": [0],
-                                                      "prune.unstructured.amounts": [0],
-                                                      "quantize.types": ["fp32"]}, repeats=1)
+    result = benchlib.pipeline_overhead(ROOT, overrides={"prune.structured.amounts": [0],
+                                                         "prune.unstructured.amounts": [0],
+                                                         "quantize.types": ["fp32"]}, repeats=1)
     assert result["stages"] >= 5  # prepare, train, prune x2, quantize (+ any report stage)
     assert positive(result["noop_repro_seconds"]) and positive(result["status_seconds"])
 

@@ -31,8 +31,7 @@ def trained_looking_model(spec: ResNetSpec, seed: int = 0) -> models.ResNet18:
 
 def save_small(path, spec: ResNetSpec = ResNetSpec.resnet18(4)) -> models.ResNet18:
     model = trained_looking_model(spec)
-    checkpoint.save_model(path, model, config={"lr": 0.1, "name": "baseline"}, epoch=7,
-                          metrics={"test_accuracy": 0.5})
+    checkpoint.save_model(path, model, config={"lr": 0.1, "name": "baseline"}, epoch=7)
     return model
 
 
@@ -74,7 +73,7 @@ def test_save_and_load_model_round_trip(tmp_path, spec):
         assert torch.equal(original[key], restored[key]), key
     assert payload["epoch"] == 7
     assert payload["config"] == {"lr": 0.1, "name": "baseline"}
-    assert payload["metrics"] == {"test_accuracy": 0.5}
+    assert "metrics" not in payload  # metrics are files of the stage that measured them
     assert payload["kind"] == "model" and payload["format"] == checkpoint.FORMAT
     x = torch.randn(2, 3, 32, 32)
     model.eval(), loaded.eval()
@@ -172,7 +171,7 @@ def test_exploit_payload_is_live(tmp_path):
 
 def save_payload(path, state_dict, spec):
     checkpoint.save(path, {"kind": "model", "state_dict": state_dict, "spec": spec,
-                           "config": {}, "epoch": 1, "metrics": {}})
+                           "config": {}, "epoch": 1})
 
 
 def test_spec_that_does_not_match_weights(tmp_path):

@@ -59,13 +59,14 @@ def test_project_params_are_valid(params):
                                      prefix=f"finetune.{kind}")
         assert ft.epochs == raw["finetune"][kind]["epochs"]
     structured = StructuredConfig.from_params(config.section(params, "prune.structured"))
-    assert structured.amounts == tuple(float(a) for a in raw["prune"]["structured"]["amounts"])
+    assert structured.scope == raw["prune"]["structured"]["scope"]
     UnstructuredConfig.from_params(config.section(params, "prune.unstructured"))
     Int8Config.from_params(params["quantize"]["int8"])
     EvaluateConfig.from_params(params["evaluate"])
     s, u, q = config.grid(params)
-    assert s == structured.amounts
+    assert s == tuple(float(a) for a in raw["prune"]["structured"]["amounts"])
     assert q == tuple(raw["quantize"]["types"])
+    config.validate(params)
     assert params == raw, "parsing does not modify the params"
 
 
@@ -75,14 +76,15 @@ def test_study_defaults_parse():
              "weight_decay": 0.0005, "schedule": "cosine", "seed": 0}
     assert TrainConfig.from_params(study) == TrainConfig(200, 128, 0.01, 0.9, 0.0005, "cosine", 0)
     assert ModelConfig.from_params({"width": 64, "num_classes": 10}) == ModelConfig(64, 10)
+    # the grid (amounts) is not part of how a stage prunes: a stage's output must not depend on it
     assert StructuredConfig.from_params(
         {"amounts": [0, 0.1, 0.3, 0.5, 0.7], "scope": "layerwise", "criterion": "l1"}) == \
-        StructuredConfig(amounts=(0.0, 0.1, 0.3, 0.5, 0.7), scope="layerwise", criterion="l1")
+        StructuredConfig(scope="layerwise", criterion="l1")
     assert Int8Config.from_params({"calibration_batches": 8, "calibration_batch_size": 128,
-                                   "activation_observer": "histogram"}) == \
-        Int8Config(8, 128, "histogram")
-    assert EvaluateConfig.from_params({"batch_size": 500, "latency_threads": 2, "latency_warmup": 3,
-                                       "latency_repeats": 10}) == EvaluateConfig(500, 2, 3, 10)
+                                   "activation_observer": "histogram", "engine": "x86"}) == \
+        Int8Config(8, 128, "histogram", "x86")
+    assert EvaluateConfig.from_params({"latency_threads": 2, "latency_warmup": 3,
+                                       "latency_repeats": 10}) == EvaluateConfig(2, 3, 10)
 
 
 # ---- data -------------------------------------------------------------------------------------
@@ -227,12 +229,62 @@ def test_quant_types_accepts_all_known_types():
 # ---- stage amount arguments -------------------------------------------------------------------
 
 def test_amount_arg():
-    allowed = (0.0, 0.1, 0.5)
-    assert config.amount_arg("0.1", allowed, "k") == 0.1
-    assert config.amount_arg("5e-1", allowed, "k") == 0.5
-    assert_config_error(lambda: config.amount_arg("0.2", allowed, "prune.x"),
-                        "0.2", "prune.x", "[0.0, 0.1, 0.5]")
-    assert_config_error(lambda: config.amount_arg("half", allowed, "k"), "'half'", "not a number")
+    assert config.amount_arg("0.1", "k") == 0.1
+    assert config.amount_arg("5e-1", "k") == 0.5
+    assert_config_error(lambda: config.amount_arg("1.2", "prune.x"), "1.2", "prune.x", "[0, 1)")
+    assert_config_error(lambda: config.amount_arg("half", "k"), "'half'", "not a number")
+
+
+def test_quant_arg():
+    assert config.quant_arg("int8") == "int8"
+    assert_config_error(lambda: config.quant_arg("int4"), "'int4'", "fp32, fp16, int8")
+
+
+# ---- the whole file, checked by every stage before any work ----------------------------------
+
+@pytest.mark.parametrize("key, value, fragments", [
+    ("prune.structured.amounts", [0, 0.1, 1.2], ["prune.structured.amounts", "1.2", "[0, 1)"]),
+    ("prune.unstructured.scope", "everywhere", ["prune.unstructured.scope", "'everywhere'"]),
+    ("quantize.int8.engine", "tpu", ["quantize.int8.engine", "'tpu'", "x86"]),
+    ("quantize.fp16", {"bits": 16}, ["quantize.fp16", "no settings"]),
+    ("quantize.types", ["fp32", "int4"], ["quantize.types", "'int4'"]),
+    ("finetune.unstructured.lr", -1, ["finetune.unstructured.lr", "-1", "> 0"]),
+    ("evaluate.latency_repeats", 0, ["evaluate.latency_repeats", ">= 1"]),
+    ("evaluate.batch_size", 500, ["unknown key evaluate.batch_size"]),
+    ("extra", {"a": 1}, ["unknown key params.extra", "allowed keys"]),
+    ("prune.structured.scope", "global", []),
+])
+def test_validate_names_any_bad_value(params, key, value, fragments):
+    if key == "prune.structured.scope":  # global scope caps the grid's amounts at 0.8
+        with_value(params, "prune.structured.amounts", [0, 0.5, 0.9])
+        fragments = ["prune.structured.amounts", "0.9", "<= 0.8", "scope: global"]
+    with_value(params, key, value)
+    assert_config_error(lambda: config.validate(params), *fragments)
+
+
+def test_validate_names_a_missing_section(params):
+    del params["evaluate"]
+    assert_config_error(lambda: config.validate(params), "evaluate", "missing")
+
+
+def test_restrict_keeps_only_declared_keys(params):
+    view = config.restrict(params, ["prune.structured.scope", "finetune.structured"])
+    assert view == {"prune": {"structured": {"scope": params["prune"]["structured"]["scope"]}},
+                    "finetune": {"structured": params["finetune"]["structured"]}}
+    view["finetune"]["structured"]["lr"] = 99  # a copy: the stage cannot change the params
+    assert params["finetune"]["structured"]["lr"] != 99
+    assert_config_error(lambda: config.restrict(params, ["quantize.int4"]), "quantize.int4",
+                        "missing")
+
+
+def test_dotted_keys():
+    tree = {"a": {"b": 1}}
+    assert config.dotted_get(tree, "a.b") == 1
+    assert config.dotted_get(tree, "a.c", None) is None
+    with pytest.raises(KeyError):
+        config.dotted_get(tree, "x.y")
+    config.dotted_set(tree, "x.y", 2)
+    assert tree == {"a": {"b": 1}, "x": {"y": 2}}
 
 
 # ---- params file ------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from squeeze import data
+from squeeze import batches, data, prepared
 from squeeze.config import ConfigError, DataConfig
 from squeeze.data import DataError
 
@@ -107,7 +107,7 @@ def test_prepare_folder_source(tmp_path, layout):
     assert summary["source"] == "folder"
     assert summary["classes"] == SORTED_CLASSES
     assert (summary["train_images"], summary["test_images"]) == (9, 6)
-    ds, mean, std = data.load_prepared(out)
+    ds, mean, std = prepared.load_prepared(out)
     assert ds.classes == SORTED_CLASSES
     assert ds.x_train.shape == (9, 3, 32, 32) and ds.x_train.dtype == np.uint8
     assert ds.x_test.shape == (6, 3, 32, 32) and ds.x_test.dtype == np.uint8
@@ -134,7 +134,7 @@ def test_prepare_folder_subset_is_stratified(tmp_path):
     source = write_targz(tmp_path / "images.tar.gz", image_files())
     out = tmp_path / "data.npz"
     summary = data.prepare(folder_config(source, train_subset=6, test_subset=3), out)
-    ds, _, _ = data.load_prepared(out)
+    ds, _, _ = prepared.load_prepared(out)
     assert (summary["train_images"], summary["test_images"]) == (6, 3)
     assert np.bincount(ds.y_train).tolist() == [2, 2, 2]
     assert np.bincount(ds.y_test).tolist() == [1, 1, 1]
@@ -218,15 +218,15 @@ def test_unknown_source_is_a_config_error():
 
 def test_load_prepared_errors(tmp_path):
     with pytest.raises(DataError, match="prepared data not found"):
-        data.load_prepared(tmp_path / "missing.npz")
+        prepared.load_prepared(tmp_path / "missing.npz")
     garbage = tmp_path / "garbage.npz"
     garbage.write_bytes(b"\x00" * 100)
     with pytest.raises(DataError, match="not a prepared squeeze data file"):
-        data.load_prepared(garbage)
+        prepared.load_prepared(garbage)
     partial = tmp_path / "partial.npz"
     np.savez(partial, x_train=np.zeros((1, 3, 32, 32), np.uint8))
     with pytest.raises(DataError, match="not a prepared squeeze data file"):
-        data.load_prepared(partial)
+        prepared.load_prepared(partial)
 
 
 # ---- subsets and synthetic data --------------------------------------------------------------------
@@ -268,7 +268,7 @@ def test_synthetic_source_through_prepare(tmp_path):
     cfg = DataConfig(source="synthetic", path="", train_subset=40, test_subset=0,
                      synthetic_train_size=100, synthetic_test_size=30, seed=5)
     summary = data.prepare(cfg, tmp_path / "d.npz")
-    ds, _, _ = data.load_prepared(tmp_path / "d.npz")
+    ds, _, _ = prepared.load_prepared(tmp_path / "d.npz")
     assert (summary["train_images"], summary["test_images"]) == (40, 30)
     assert np.bincount(ds.y_train).tolist() == [4] * 10
     full = data.synthetic(100, 30, seed=5)
@@ -279,7 +279,7 @@ def test_synthetic_source_through_prepare(tmp_path):
 
 def test_augment_keeps_shape_dtype_and_image_order():
     x = constant_batch(32)
-    out = data.augment(x, generator(0))
+    out = batches.augment(x, generator(0))
     assert out.shape == x.shape and out.dtype == torch.uint8
     padded = 0
     for i in range(len(x)):
@@ -293,7 +293,7 @@ def test_augment_keeps_shape_dtype_and_image_order():
 def test_augment_is_a_shifted_crop_or_its_mirror():
     """Each output is exactly one of the 81 crops of the padded image or its mirror."""
     x = torch.randint(0, 256, (12, 3, 32, 32), generator=generator(1), dtype=torch.uint8)
-    out = data.augment(x, generator(2))
+    out = batches.augment(x, generator(2))
     padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
     flipped = 0
     for i in range(len(x)):
@@ -311,7 +311,7 @@ def _crop(img: torch.Tensor, dy: int, dx: int, flip: bool) -> torch.Tensor:
 
 def test_augment_without_padding_is_identity_or_flip():
     x = torch.randint(0, 256, (64, 3, 32, 32), generator=generator(3), dtype=torch.uint8)
-    out = data.augment(x, generator(4), padding=0)
+    out = batches.augment(x, generator(4), padding=0)
     same = [torch.equal(out[i], x[i]) for i in range(len(x))]
     mirrored = [torch.equal(out[i], x[i].flip(-1)) for i in range(len(x))]
     assert all(s or m for s, m in zip(same, mirrored))
@@ -320,26 +320,26 @@ def test_augment_without_padding_is_identity_or_flip():
 
 def test_augment_is_deterministic_per_generator_seed():
     x = torch.randint(0, 256, (16, 3, 32, 32), generator=generator(5), dtype=torch.uint8)
-    assert torch.equal(data.augment(x, generator(9)), data.augment(x, generator(9)))
-    assert not torch.equal(data.augment(x, generator(9)), data.augment(x, generator(10)))
+    assert torch.equal(batches.augment(x, generator(9)), batches.augment(x, generator(9)))
+    assert not torch.equal(batches.augment(x, generator(9)), batches.augment(x, generator(10)))
 
 
 # ---- device batches ------------------------------------------------------------------------------------
 
-def constant_dataset(n_train: int, n_test: int) -> data.Dataset:
+def constant_dataset(n_train: int, n_test: int) -> prepared.Dataset:
     x_train = constant_batch(n_train).numpy()
     x_test = constant_batch(n_test).numpy()
-    return data.Dataset(x_train, np.arange(n_train) % 3, x_test, np.arange(n_test) % 3,
+    return prepared.Dataset(x_train, np.arange(n_train) % 3, x_test, np.arange(n_test) % 3,
                         ["a", "b", "c"])
 
 
 def test_train_batches_cover_every_image_once_with_labels():
     ds = constant_dataset(50, 10)
-    dd = data.DeviceData(ds, mean=[0, 0, 0], std=[1, 1, 1], device="cpu")
-    batches = list(dd.train_batches(16, generator(0)))
-    assert [len(y) for _, y in batches] == [16, 16, 16, 2]
+    dd = batches.DeviceData(ds, mean=[0, 0, 0], std=[1, 1, 1], device="cpu")
+    got = list(dd.train_batches(16, generator(0)))
+    assert [len(y) for _, y in got] == [16, 16, 16, 2]
     seen = []
-    for x, y in batches:
+    for x, y in got:
         assert x.dtype == torch.float32 and x.shape[1:] == (3, 32, 32)
         # image i is the constant (i + 1) / 255, or 0 where padded
         ids = (x.amax(dim=(1, 2, 3)) * 255).round().long() - 1
@@ -351,20 +351,20 @@ def test_train_batches_cover_every_image_once_with_labels():
 
 def test_test_batches_are_in_order_and_normalised():
     ds = constant_dataset(6, 7)
-    dd = data.DeviceData(ds, mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25], device="cpu")
-    batches = list(dd.test_batches(3))
-    assert [len(y) for _, y in batches] == [3, 3, 1]
-    x = torch.cat([b[0] for b in batches])
+    dd = batches.DeviceData(ds, mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25], device="cpu")
+    got = list(dd.test_batches(3))
+    assert [len(y) for _, y in got] == [3, 3, 1]
+    x = torch.cat([b[0] for b in got])
     expected = ((torch.arange(1, 8).float() / 255 - 0.5) / 0.25).view(7, 1, 1, 1).expand(7, 3, 32, 32)
     torch.testing.assert_close(x, expected)
 
 
 def test_calibration_batches_use_train_images_only():
     ds = constant_dataset(20, 5)
-    dd = data.DeviceData(ds, mean=[0, 0, 0], std=[1, 1, 1], device="cpu")
-    batches = list(dd.calibration_batches(batch_size=4, count=3, seed=0))
-    assert [len(b) for b in batches] == [4, 4, 4]
-    ids = [int(round(float(b[i, 0, 0, 0]) * 255)) - 1 for b in batches for i in range(len(b))]
+    dd = batches.DeviceData(ds, mean=[0, 0, 0], std=[1, 1, 1], device="cpu")
+    got = list(dd.calibration_batches(batch_size=4, count=3, seed=0))
+    assert [len(b) for b in got] == [4, 4, 4]
+    ids = [int(round(float(b[i, 0, 0, 0]) * 255)) - 1 for b in got for i in range(len(b))]
     assert len(set(ids)) == 12 and all(0 <= i < 20 for i in ids)
 
 
@@ -386,10 +386,10 @@ def test_prepared_file_is_byte_reproducible(tmp_path, monkeypatch):
     # DVC hashes the bytes: a timestamp inside the .npz would rerun everything downstream
     import time
     ds = data.synthetic(40, 10, seed=3)
-    data.save(ds, tmp_path / "a.npz")
+    prepared.save(ds, tmp_path / "a.npz")
     later = time.time() + 3600
     monkeypatch.setattr(time, "time", lambda: later)
-    data.save(ds, tmp_path / "b.npz")
+    prepared.save(ds, tmp_path / "b.npz")
     assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
-    loaded, _, _ = data.load_prepared(tmp_path / "b.npz")
+    loaded, _, _ = prepared.load_prepared(tmp_path / "b.npz")
     assert np.array_equal(loaded.x_train, ds.x_train) and loaded.classes == ds.classes

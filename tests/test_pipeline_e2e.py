@@ -1,22 +1,27 @@
 """End to end: the quick profile through the real DVC pipeline, in a throwaway copy of the repo.
 
-Uses the real CIFAR-10 JPEG archive when it is at ../shared/data/cifar10-jpeg.tar.gz (or at
-$SQUEEZE_CIFAR_ARCHIVE), synthetic data otherwise. Checks that accuracy is well above chance,
-that every model of the grid was measured, and that a second `dvc repro` runs nothing.
+One session-scoped run (`quick_run`) is shared by every test here: the DVC contract is checked on
+it (a second `dvc repro` runs nothing, code edits rerun exactly the stages that run that code, a
+growing grid reruns only the new items and leaves the old checkpoints byte-identical, a bad value
+stops the first stage that runs). Uses the real CIFAR-10 JPEG archive when it is at
+../shared/data/cifar10-jpeg.tar.gz (or $SQUEEZE_CIFAR_ARCHIVE), synthetic data otherwise.
 Takes a few minutes; deselect with `-m "not e2e"`.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
 
-from squeeze.bench import copy_sources
+from benchlib import copy_sources
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHIVE = Path(os.environ.get("SQUEEZE_CIFAR_ARCHIVE",
@@ -25,24 +30,37 @@ ARCHIVE = Path(os.environ.get("SQUEEZE_CIFAR_ARCHIVE",
 pytestmark = pytest.mark.e2e
 
 
-def run(cmd: list[str], cwd: Path, env: dict) -> str:
+def run(cmd: list[str], cwd: Path, env: dict, ok: bool = True) -> str:
     proc = subprocess.run(cmd, cwd=cwd, env=env, text=True, capture_output=True)
     output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{output[-6000:]}"
+    if ok:
+        assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{output[-6000:]}"
+    else:
+        assert proc.returncode != 0, f"{' '.join(cmd)} did not fail:\n{output[-3000:]}"
     return output
 
 
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    repo = tmp_path_factory.mktemp("squeeze-e2e")
-    copy_sources(REPO, repo)  # the working tree's files, no outputs, no dvc.lock
+def environment() -> dict:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "SQUEEZE_DEVICE": "cpu"}
+           "SQUEEZE_DEVICE": "cpu", "DVC_NO_ANALYTICS": "1"}
     env.pop("PYTHONPATH", None)
+    return env
+
+
+def fresh_clone(root: Path, env: dict) -> Path:
+    """The working tree's files (no outputs, no dvc.lock) as a new git repository."""
+    copy_sources(REPO, root)
     for cmd in (["git", "init", "-q"], ["git", "config", "user.name", "squeeze-e2e"],
                 ["git", "config", "user.email", "e2e@squeeze.invalid"],
                 ["git", "add", "-A"], ["git", "commit", "-qm", "e2e"]):
-        run(cmd, repo, env)
+        run(cmd, root, env)
+    return root
+
+
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory):
+    env = environment()
+    repo = fresh_clone(tmp_path_factory.mktemp("squeeze-e2e"), env)
     profile = [sys.executable, "-m", "squeeze", "profile", "quick"]
     if ARCHIVE.is_file():
         profile += ["--data", str(ARCHIVE)]
@@ -56,39 +74,182 @@ def grid(repo: Path):
             params["quantize"]["types"])
 
 
+def metrics(repo: Path, rel: str) -> dict:
+    return json.loads((repo / "metrics" / rel).read_text())
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def changed_stages(repo: Path, env: dict) -> set[str]:
+    """The stages `dvc status` lists as changed."""
+    out = run(["dvc", "status"], repo, env)
+    return set(re.findall(r"^(\S+):\s*$", out, flags=re.M))
+
+
+@contextmanager
+def edited(path: Path, text: str = "\n# an edit\n"):
+    original = path.read_bytes()
+    path.write_bytes(original + text.encode())
+    try:
+        yield
+    finally:
+        path.write_bytes(original)
+
+
+@contextmanager
+def params_set(repo: Path, env: dict, *overrides: tuple[str, object]):
+    """params.yaml with dotted-key overrides, restored (with dvc.lock and outputs) afterwards."""
+    path = repo / "params.yaml"
+    original = path.read_bytes()
+    lock = (repo / "dvc.lock").read_bytes()
+    params = yaml.safe_load(original)
+    for key, value in overrides:
+        *parents, leaf = key.split(".")
+        node = params
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        yield
+    finally:
+        path.write_bytes(original)
+        (repo / "dvc.lock").write_bytes(lock)
+        run(["dvc", "checkout", "-q"], repo, env)
+
+
+# ---- the run's results -------------------------------------------------------------------------
+
 def test_every_model_of_the_grid_is_measured(quick_run):
     repo, _, _ = quick_run
     structured, unstructured, types = grid(repo)
     for s in structured:
+        assert metrics(repo, f"structured/s{s}.json")["structured"] == s
         for u in unstructured:
+            assert metrics(repo, f"unstructured/s{s}-u{u}.json")["unstructured"] == u
             for q in types:
-                metrics = json.loads((repo / f"metrics/models/s{s}-u{u}-{q}.json").read_text())
-                assert metrics["quant"] == q and metrics["structured"] == s
-                assert metrics["score"] > 0 and metrics["latency_ms_b32"] > 0
+                model = metrics(repo, f"models/s{s}-u{u}-{q}.json")
+                assert model["quant"] == q and model["structured"] == s
+                assert model["score"] > 0 and model["latency_ms_b32"] > 0
+                assert model["device"] == "cpu" and model["precision"]
+    summary = json.loads((repo / "reports/summary.json").read_text())
+    assert summary["models"] == len(structured) * len(unstructured) * len(types)
 
 
 def test_accuracy_is_well_above_chance(quick_run):
     repo, _, _ = quick_run
-    baseline = json.loads((repo / "metrics/models/s0-u0-fp32.json").read_text())
+    baseline = metrics(repo, "models/s0-u0-fp32.json")
     chance = 0.1
     # real data, width 8, 4 epochs on 5,000 images reaches ~0.35-0.45; synthetic ~1.0
     assert baseline["accuracy"] >= (3 * chance if ARCHIVE.is_file() else 0.8), baseline
-    int8 = json.loads((repo / "metrics/models/s0-u0-int8.json").read_text())
+    int8 = metrics(repo, "models/s0-u0-int8.json")
     assert abs(int8["accuracy"] - baseline["accuracy"]) < 0.05, (int8, baseline)
+
+
+def test_one_model_measured_anywhere_gives_one_number(quick_run):
+    """The same float model, measured by the stage that trained it, the stages downstream and
+    the per-epoch log, on one device with one function: the same accuracy, to the digit."""
+    repo, _, _ = quick_run
+    structured, unstructured, _ = grid(repo)
+    baseline = metrics(repo, "baseline.json")["accuracy"]
+    log = (repo / "metrics/train/baseline.csv").read_text().splitlines()
+    assert float(log[-1].split(",")[3]) == baseline
+    assert metrics(repo, "structured/s0.json")["accuracy"] == baseline
+    for s in structured:
+        finetuned = metrics(repo, f"structured/s{s}.json")["accuracy"]
+        assert metrics(repo, f"unstructured/s{s}-u0.json")["accuracy"] == finetuned
+        for u in unstructured:
+            float_accuracy = metrics(repo, f"unstructured/s{s}-u{u}.json")["accuracy"]
+            assert metrics(repo, f"models/s{s}-u{u}-fp32.json")["accuracy"] == float_accuracy
 
 
 def test_pruning_lowers_the_score(quick_run):
     repo, _, _ = quick_run
-    base = json.loads((repo / "metrics/models/s0-u0-fp32.json").read_text())
-    pruned = json.loads((repo / "metrics/models/s0.5-u0.5-fp32.json").read_text())
+    base = metrics(repo, "models/s0-u0-fp32.json")
+    pruned = metrics(repo, "models/s0.5-u0.5-fp32.json")
     assert pruned["params"] < 0.3 * base["params"]
     assert pruned["sparsity"] == pytest.approx(0.5, abs=1e-3)
     assert pruned["score"] < 0.35 * base["score"]
 
 
+def test_checkpoints_carry_no_metrics(quick_run):
+    repo, _, _ = quick_run
+    import torch
+
+    for rel in ("models/baseline.pt", "models/structured/s0.5.pt",
+                "models/unstructured/s0.5-u0.5.pt", "models/quantized/s0.5-u0.5-int8.pt"):
+        payload = torch.load(repo / rel, map_location="cpu", weights_only=True)
+        assert "metrics" not in payload, rel
+
+
+# ---- the DVC contract ----------------------------------------------------------------------------
+
 def test_second_repro_runs_nothing(quick_run):
     repo, env, _ = quick_run
     log = run(["dvc", "repro"], repo, env)
     assert "Running stage" not in log, log[-3000:]
-    status = run(["dvc", "status"], repo, env)
-    assert "up to date" in status, status
+    assert changed_stages(repo, env) == set()
+
+
+def test_code_edits_rerun_exactly_the_stages_that_run_that_code(quick_run):
+    repo, env, _ = quick_run
+    """`dvc status` lists the stages whose own deps changed (the report follows once their
+    outputs change): editing the augmentation lists train and every stage after it that runs it."""
+    all_stages = set(run(["dvc", "stage", "list", "--name-only"], repo, env).split())
+    training = {s for s in all_stages if s not in ("prepare", "report")}
+    quantize = {s for s in all_stages if s.startswith("quantize@")}
+    cases = {"src/squeeze/batches.py": training,   # the augmentation: training and downstream
+             "src/squeeze/evaluation.py": training,
+             "src/squeeze/steps/quantized.py": quantize,
+             "src/squeeze/figures.py": {"report"},  # report code never reruns training
+             "src/squeeze/data.py": {"prepare"}}  # sources: its unchanged output stops it there
+    for path, expected in cases.items():
+        with edited(repo / path):
+            assert changed_stages(repo, env) == expected, path
+    assert changed_stages(repo, env) == set()
+
+
+def test_a_bad_value_in_a_cached_pipeline_stops_the_first_stage_that_runs(quick_run):
+    repo, env, _ = quick_run
+    with params_set(repo, env, ("quantize.int8.calibration_batches", 0)):
+        out = run(["dvc", "repro"], repo, env, ok=False)
+        assert "error: params.yaml: quantize.int8.calibration_batches = 0 is not allowed" in out
+        assert len(re.findall(r"Running stage", out)) == 1, out[-3000:]
+    assert changed_stages(repo, env) == set()
+
+
+def test_a_growing_grid_reruns_only_new_items(quick_run):
+    """structured amounts [0, 0.5] -> [0, 0.3, 0.5]: s0.3 runs, s0.5 is not rerun and its
+    checkpoint is byte-identical (nothing in it depends on the grid)."""
+    repo, env, _ = quick_run
+    checkpoint = repo / "models/structured/s0.5.pt"
+    before = sha(checkpoint)
+    with params_set(repo, env, ("prune.structured.amounts", [0, 0.3, 0.5])):
+        out = run(["dvc", "repro", "prune_structured"], repo, env)
+        assert "Running stage 'prune_structured@0.3'" in out, out[-3000:]
+        assert not re.search(r"Running stage 'prune_structured@(0|0\.5)'", out), out[-3000:]
+        assert sha(checkpoint) == before
+        pending = changed_stages(repo, env)
+        assert not [s for s in pending if re.match(r"(prune_unstructured|quantize)@0\.5-", s)]
+        assert "prune_unstructured@0.3-0.5" in pending and "train" not in pending
+    # the grid shrinks back: files of s0.3 left in metrics/ (the report's folder dependency)
+    # would rerun the report, as after any grid that shrinks
+    for rel in ("metrics/structured/s0.3.json", "metrics/train/s0.3.csv"):
+        (repo / rel).unlink(missing_ok=True)
+    assert changed_stages(repo, env) == set()
+
+
+def test_a_bad_value_on_a_fresh_clone_fails_in_the_first_stage(tmp_path):
+    """A bad grid value is reported by `prepare`, before any data is read or any model trained."""
+    env = environment()
+    repo = fresh_clone(tmp_path / "clone", env)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["prune"]["structured"]["amounts"] = [0, 0.1, 1.2]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(["dvc", "repro"], repo, env, ok=False)
+    assert re.findall(r"Running stage '([^']+)'", out) == ["prepare"], out[-3000:]
+    assert ("error: params.yaml: prune.structured.amounts contains 1.2; each amount must be a "
+            "number in [0, 1)") in out
+    assert not (repo / "data").exists() and not (repo / "metrics").exists()

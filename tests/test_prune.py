@@ -3,12 +3,17 @@ the two pipeline steps built on them. CPU only, width 4-16 models, synthetic dat
 from __future__ import annotations
 
 import copy
+import dataclasses
 import csv
 
 import pytest
 import torch
 
-from squeeze import checkpoint, data, measure, models, prune, steps, train
+from squeeze import batches, checkpoint, data, evaluation, measure, models, prune, train
+from squeeze.prepared import save as save_dataset
+from squeeze.fsutil import read_json
+from squeeze.history import HISTORY_COLUMNS
+from squeeze.steps import structured, unstructured
 from squeeze.config import ConfigError, StructuredConfig, TrainConfig, UnstructuredConfig
 from squeeze.models import ResNetSpec
 
@@ -26,10 +31,10 @@ def batch(n: int = 2, seed: int = 1) -> torch.Tensor:
     return torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
 
 
-def device_data(train_size: int, test_size: int, seed: int = 0) -> data.DeviceData:
+def device_data(train_size: int, test_size: int, seed: int = 0) -> batches.DeviceData:
     ds = data.synthetic(train_size, test_size, seed=seed)
     mean, std = ds.mean_std()
-    return data.DeviceData(ds, mean, std, "cpu")
+    return batches.DeviceData(ds, mean, std, "cpu")
 
 
 def finetune_config(**overrides) -> TrainConfig:
@@ -98,12 +103,12 @@ def with_ranked_conv1_filters(model: models.ResNet18, seed: int = 0) -> list[lis
 
 
 def save_prepared(path, train_size: int = 256, test_size: int = 100) -> None:
-    data.save(data.synthetic(train_size, test_size, seed=0), path)
+    save_dataset(data.synthetic(train_size, test_size, seed=0), path)
 
 
-def save_baseline(path, metrics: dict, width: int = 8, epoch: int = 3) -> models.ResNet18:
+def save_baseline(path, width: int = 8, epoch: int = 3) -> models.ResNet18:
     model = fresh_model(width)
-    checkpoint.save_model(path, model, {"model": {"width": width}}, epoch=epoch, metrics=metrics)
+    checkpoint.save_model(path, model, {"model": {"width": width}}, epoch=epoch)
     return model
 
 
@@ -215,9 +220,8 @@ def test_global_scope_refuses_amounts_it_cannot_honour():
     with pytest.raises(ValueError, match="0.9"):
         prune.prune_filters(fresh_model(8), 0.9, scope="global")
     with pytest.raises(ConfigError, match="prune.structured.amounts contains 0.9"):
-        StructuredConfig.from_params({"amounts": [0, 0.9], "scope": "global", "criterion": "l1"})
-    assert StructuredConfig.from_params(
-        {"amounts": [0, 0.9], "scope": "layerwise", "criterion": "l1"}).amounts == (0, 0.9)
+        StructuredConfig("global", "l1").check_amount(0.9)
+    assert StructuredConfig("layerwise", "l1").check_amount(0.9) == 0.9
 
 
 # ---- structured: which filters survive --------------------------------------------------------------
@@ -395,26 +399,33 @@ def prepared(tmp_path):
 
 def test_run_prune_structured(tmp_path, prepared):
     base = tmp_path / "baseline.pt"
-    baseline = save_baseline(base, {"accuracy": 0.123})
+    baseline = save_baseline(base)
     out, log, resume = tmp_path / "out" / "s0.5.pt", tmp_path / "logs" / "s0.5.csv", tmp_path / "r.pt"
-    cfg = StructuredConfig(amounts=(0.0, 0.5), scope="layerwise", criterion="l1")
+    out_metrics = tmp_path / "metrics" / "s0.5.json"
+    cfg = StructuredConfig(scope="layerwise", criterion="l1")
 
-    metrics = steps.run_prune_structured(0.5, cfg, finetune_config(), base, prepared, out, log,
-                                         resume, device="cpu")
+    metrics = structured.run(0.5, cfg, finetune_config(), base, prepared, out, out_metrics, log,
+                             resume, device="cpu")
 
     model, payload = checkpoint.load_model(out)
     expected = prune.prune_filters(copy.deepcopy(baseline), 0.5, "layerwise", "l1")
     assert model.spec == expected.spec == models.spec_of(model)
     assert model.spec.stage_widths == (4, 8, 16, 32)
-    assert payload["metrics"] == metrics
-    assert set(metrics) >= {"structured", "accuracy_before_finetune", "accuracy"}
+    assert "metrics" not in payload and read_json(out_metrics) == metrics
     assert metrics["structured"] == 0.5
-    dd = data.DeviceData.from_file(prepared, "cpu")
-    assert metrics["accuracy_before_finetune"] == train.evaluate(expected, dd)
-    assert metrics["accuracy"] == pytest.approx(train.evaluate(model, dd), abs=1e-6)
+    dd = batches.DeviceData.from_file(prepared, "cpu")
+    assert metrics["accuracy_pruned"] == round(evaluation.accuracy(expected, dd), 6)
+    assert metrics["accuracy"] == round(evaluation.accuracy(model, dd), 6)
+    assert (metrics["params"], metrics["ops"]) == (measure.count_params(model),
+                                                   measure.count_ops(model))
+    assert metrics["epochs"] == 1 and metrics["train_seconds"] > 0
+    assert (metrics["device"], metrics["tf32"]) == ("cpu", None)
     assert payload["epoch"] == 1
+    assert payload["config"] == {"structured": 0.5, "prune": {"scope": "layerwise", "criterion": "l1"},
+                                 "finetune": dataclasses.asdict(finetune_config())}
     rows = history_rows(log)
     assert [int(r["epoch"]) for r in rows] == [1]
+    # the last epoch's logged accuracy and the stage's final measurement: one function, one number
     assert float(rows[0]["test_accuracy"]) == metrics["accuracy"]
     changed = [k for k, v in expected.state_dict().items() if not torch.equal(v, model.state_dict()[k])]
     assert changed, "the pruned model was fine-tuned"
@@ -423,40 +434,47 @@ def test_run_prune_structured(tmp_path, prepared):
 
 def test_run_prune_structured_amount_zero_copies_the_baseline(tmp_path, prepared):
     base = tmp_path / "baseline.pt"
-    baseline = save_baseline(base, {"accuracy": 0.123}, epoch=3)
-    out, log = tmp_path / "s0.pt", tmp_path / "s0.csv"
-    cfg = StructuredConfig(amounts=(0.0, 0.5), scope="layerwise", criterion="l1")
+    baseline = save_baseline(base, epoch=3)
+    out, log, out_metrics = tmp_path / "s0.pt", tmp_path / "s0.csv", tmp_path / "s0.json"
+    cfg = StructuredConfig(scope="layerwise", criterion="l1")
 
-    metrics = steps.run_prune_structured(0.0, cfg, finetune_config(), base, prepared, out, log,
-                                         tmp_path / "r.pt", device="cpu")
+    metrics = structured.run(0.0, cfg, finetune_config(), base, prepared, out, out_metrics, log,
+                             tmp_path / "r.pt", device="cpu")
 
     model, payload = checkpoint.load_model(out)
     assert model.spec == ResNetSpec.resnet18(8)
     assert_same_state(model.state_dict(), baseline.state_dict())
-    assert metrics == payload["metrics"] == {"structured": 0.0, "accuracy": 0.123}
-    assert payload["epoch"] == 3
-    assert log.read_text() == ",".join(train.HISTORY_COLUMNS) + "\n"
+    accuracy = round(evaluation.accuracy(baseline, batches.DeviceData.from_file(prepared, "cpu")), 6)
+    assert metrics["accuracy"] == metrics["accuracy_pruned"] == accuracy
+    assert (metrics["structured"], metrics["epochs"], metrics["train_seconds"]) == (0.0, 0, 0.0)
+    assert read_json(out_metrics) == metrics
+    assert payload["epoch"] == 3 and payload["config"] == {"structured": 0.0}
+    assert log.read_text() == ",".join(HISTORY_COLUMNS) + "\n"
     assert history_rows(log) == []
 
 
 def test_run_prune_unstructured(tmp_path, prepared):
     base = tmp_path / "s0.5.pt"
-    source = save_baseline(base, {"structured": 0.5, "accuracy": 0.2,
-                                  "accuracy_before_finetune": 0.1})
+    source = save_baseline(base)
     out, log, resume = tmp_path / "s0.5-u0.5.pt", tmp_path / "u.csv", tmp_path / "r.pt"
-    cfg = UnstructuredConfig(amounts=(0.0, 0.5), scope="global")
+    out_metrics = tmp_path / "u.json"
+    cfg = UnstructuredConfig(scope="global")
 
-    metrics = steps.run_prune_unstructured(0.5, 0.5, cfg, finetune_config(), base, prepared, out,
-                                           log, resume, device="cpu")
+    metrics = unstructured.run(0.5, 0.5, cfg, finetune_config(), base, prepared, out, out_metrics,
+                               log, resume, device="cpu")
 
     model, payload = checkpoint.load_model(out)
     assert model.spec == ResNetSpec.resnet18(8)
-    assert payload["metrics"] == metrics
-    assert set(metrics) >= {"accuracy_before_finetune", "accuracy", "sparsity"}
-    assert metrics["structured_accuracy"] == 0.2
-    assert metrics["structured_accuracy_before_finetune"] == 0.1
+    assert "metrics" not in payload and read_json(out_metrics) == metrics
+    assert (metrics["structured"], metrics["unstructured"]) == (0.5, 0.5)
+    dd = batches.DeviceData.from_file(prepared, "cpu")
+    masked = copy.deepcopy(source)
+    prune.apply_masks(masked, prune.magnitude_masks(masked, 0.5, "global"))
+    assert metrics["accuracy_pruned"] == round(evaluation.accuracy(masked, dd), 6)
+    assert metrics["accuracy"] == round(evaluation.accuracy(model, dd), 6)
     _, n = zero_count(model)
-    assert metrics["sparsity"] == prune.sparsity(model) == round(0.5 * n) / n
+    assert metrics["sparsity"] == round(prune.sparsity(model), 6) == round(round(0.5 * n) / n, 6)
+    assert metrics["nonzero_params"] == measure.count_nonzero(model) < metrics["params"]
     # the zeros are exactly the smallest half of the source weights, kept through the fine-tune
     masks = prune.magnitude_masks(source, 0.5, "global")
     weights = prune.prunable_weights(model)
@@ -468,18 +486,19 @@ def test_run_prune_unstructured(tmp_path, prepared):
 
 def test_run_prune_unstructured_amount_zero_copies_the_source(tmp_path, prepared):
     base = tmp_path / "s0.5.pt"
-    source = save_baseline(base, {"accuracy": 0.2, "accuracy_before_finetune": 0.1}, epoch=2)
-    out, log = tmp_path / "s0.5-u0.pt", tmp_path / "u0.csv"
-    cfg = UnstructuredConfig(amounts=(0.0, 0.5), scope="global")
+    source = save_baseline(base, epoch=2)
+    out, log, out_metrics = tmp_path / "s0.5-u0.pt", tmp_path / "u0.csv", tmp_path / "u0.json"
+    cfg = UnstructuredConfig(scope="global")
 
-    metrics = steps.run_prune_unstructured(0.5, 0.0, cfg, finetune_config(), base, prepared, out,
-                                           log, tmp_path / "r.pt", device="cpu")
+    metrics = unstructured.run(0.5, 0.0, cfg, finetune_config(), base, prepared, out, out_metrics,
+                               log, tmp_path / "r.pt", device="cpu")
 
     model, payload = checkpoint.load_model(out)
     assert_same_state(model.state_dict(), source.state_dict())
-    assert metrics == payload["metrics"]
-    assert metrics["accuracy"] == 0.2 and metrics["unstructured"] == 0.0
-    assert metrics["structured_accuracy_before_finetune"] == 0.1
+    assert read_json(out_metrics) == metrics
+    accuracy = round(evaluation.accuracy(source, batches.DeviceData.from_file(prepared, "cpu")), 6)
+    assert metrics["accuracy"] == metrics["accuracy_pruned"] == accuracy
+    assert metrics["unstructured"] == 0.0 and metrics["epochs"] == 0
     assert payload["epoch"] == 2
     assert history_rows(log) == []
-    assert log.read_text() == ",".join(train.HISTORY_COLUMNS) + "\n"
+    assert log.read_text() == ",".join(HISTORY_COLUMNS) + "\n"

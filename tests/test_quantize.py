@@ -9,15 +9,18 @@ import json
 import pytest
 import torch
 
-from squeeze import checkpoint, data, measure, models, prune, quantize, steps, train
+from squeeze import batches, checkpoint, data, evaluation, measure, models, prune, quantize, train
+from squeeze.prepared import save as save_dataset
+from squeeze.steps import quantized
 from squeeze.config import EvaluateConfig, Int8Config, TrainConfig
 from squeeze.models import ResNetSpec
 
 METRIC_KEYS = {"structured", "unstructured", "quant", "accuracy", "params", "nonzero_params",
                "sparsity", "ops", "q_w", "q_a", "score", "score_seed", "latency_ms_b1",
                "latency_ms_b32", "size_bytes"}
-EVAL_CFG = EvaluateConfig(batch_size=50, latency_threads=1, latency_warmup=0, latency_repeats=1)
-INT8_CFG = Int8Config(calibration_batches=2, calibration_batch_size=32, activation_observer="minmax")
+EVAL_CFG = EvaluateConfig(latency_threads=1, latency_warmup=0, latency_repeats=1)
+INT8_CFG = Int8Config(calibration_batches=2, calibration_batch_size=32, activation_observer="minmax",
+                      engine="x86")
 
 
 # ---- helpers -------------------------------------------------------------------------------------
@@ -27,18 +30,18 @@ def fresh_model(width: int = 4, seed: int = 0) -> models.ResNet18:
     return models.build(ResNetSpec.resnet18(width))
 
 
-def device_data(train_size: int, test_size: int, seed: int = 0) -> data.DeviceData:
+def device_data(train_size: int, test_size: int, seed: int = 0) -> batches.DeviceData:
     ds = data.synthetic(train_size, test_size, seed=seed)
     mean, std = ds.mean_std()
-    return data.DeviceData(ds, mean, std, "cpu")
+    return batches.DeviceData(ds, mean, std, "cpu")
 
 
-def fixed_batch(dd: data.DeviceData, n: int = 16) -> torch.Tensor:
+def fixed_batch(dd: batches.DeviceData, n: int = 16) -> torch.Tensor:
     return next(dd.test_batches(n))[0]
 
 
 @torch.no_grad()
-def predictions(model, dd: data.DeviceData) -> torch.Tensor:
+def predictions(model, dd: batches.DeviceData) -> torch.Tensor:
     model.eval()
     return torch.cat([model(x).argmax(1) for x, _ in dd.test_batches(250)])
 
@@ -58,7 +61,7 @@ def trained():
 
 
 @pytest.fixture(scope="module")
-def small_data() -> data.DeviceData:
+def small_data() -> batches.DeviceData:
     return device_data(128, 64)
 
 
@@ -66,14 +69,14 @@ def small_data() -> data.DeviceData:
 
 def test_int8_agrees_with_fp32(trained):
     model, dd = trained
-    fp32_accuracy = measure.accuracy(model, dd.test_batches(250))
+    fp32_accuracy = evaluation.accuracy(model, dd)
     assert fp32_accuracy >= 0.9, "the fixture model did not learn; the comparison would be weak"
 
     q = quantize.to_int8(copy.deepcopy(model), dd.calibration_batches(64, 4, seed=0))
 
     assert len(quantize.int8_weights(q)) == len(prune.prunable_weights(model)) == 21
     agreement = float((predictions(q, dd) == predictions(model, dd)).float().mean())
-    int8_accuracy = measure.accuracy(q, dd.test_batches(250))
+    int8_accuracy = evaluation.accuracy(q, dd)
     assert agreement > 0.95
     assert abs(int8_accuracy - fp32_accuracy) <= 0.03
     # it really is int8: weights are quantized tensors and the outputs are not bit-identical
@@ -170,12 +173,13 @@ def test_save_and_load_quantized_round_trip(tmp_path, small_data, quant):
         expected = q(x)
     path = tmp_path / f"{quant}.pt"
 
-    quantize.save_quantized(path, q, spec, quant, {"structured": 0.0}, {"note": 1})
+    quantize.save_quantized(path, q, spec, quant, {"structured": 0.0},
+                            engine="x86" if quant == "int8" else None)
 
     payload = torch.load(path, map_location="cpu", weights_only=True)
     assert payload["kind"] == f"quantized-{quant}" and payload["quant"] == quant
     assert payload["spec"] == spec.to_dict()
-    assert payload["config"] == {"structured": 0.0} and payload["metrics"] == {"note": 1}
+    assert payload["config"] == {"structured": 0.0} and "metrics" not in payload
     loaded, loaded_payload = quantize.load_quantized(path)
     assert loaded_payload["quant"] == quant
     assert not loaded.training
@@ -188,7 +192,7 @@ def test_save_and_load_quantized_round_trip(tmp_path, small_data, quant):
 
 def test_load_quantized_refuses_a_float_model_checkpoint(tmp_path):
     path = tmp_path / "model.pt"
-    checkpoint.save_model(path, fresh_model(), {}, epoch=1, metrics={})
+    checkpoint.save_model(path, fresh_model(), {}, epoch=1)
     with pytest.raises(checkpoint.CheckpointError, match="not a quantized squeeze model"):
         quantize.load_quantized(path)
 
@@ -204,23 +208,37 @@ def only_qnnpack(monkeypatch):
 
 def test_missing_int8_engine_is_a_one_line_error(only_qnnpack):
     with pytest.raises(quantize.QuantizationError) as info:
-        quantize.int8_engine()
+        quantize.check_engine()
     message = str(info.value)
     assert "\n" not in message
-    assert "x86" in message and "fbgemm" in message and "int8" in message
+    assert "quantize.int8.engine" in message and "'x86'" in message and "int8" in message
     assert "qnnpack" in message, "it says what this torch has instead"
     with pytest.raises(quantize.QuantizationError):
         quantize.to_int8(fresh_model(), [torch.zeros(1, 3, 32, 32)])
 
 
 def test_int8_engine_present():
-    assert quantize.int8_engine() in ("x86", "fbgemm")
+    assert quantize.check_engine() == "x86"
+    assert quantize.check_engine("fbgemm") == "fbgemm"
+
+
+def test_int8_engine_is_a_parameter_and_recorded(tmp_path, trained):
+    """The engine is passed, never a patched global; the checkpoint loads for the same engine."""
+    model, dd = trained
+    calibration = [x for x, _ in dd.test_batches(64)][:2]
+    for engine in ("x86", "fbgemm"):
+        qmodel = quantize.to_int8(copy.deepcopy(model), calibration, "minmax", engine=engine)
+        path = tmp_path / f"{engine}.pt"
+        quantize.save_quantized(path, qmodel, model.spec, "int8", {}, engine=engine)
+        loaded, payload = quantize.load_quantized(path)
+        assert payload["engine"] == engine
+        assert torch.equal(predictions(loaded, dd), predictions(qmodel, dd))
 
 
 def test_evaluate_fails_before_writing_without_int8_engine(tmp_path, only_qnnpack, monkeypatch):
     base, prepared = tmp_path / "in" / "model.pt", tmp_path / "in" / "data.npz"
-    checkpoint.save_model(base, fresh_model(), {}, epoch=1, metrics={"accuracy": 0.5})
-    data.save(data.synthetic(64, 32), prepared)
+    checkpoint.save_model(base, fresh_model(), {}, epoch=1)
+    save_dataset(data.synthetic(64, 32), prepared)
     out = tmp_path / "out"
 
     def no_work(*args, **kwargs):
@@ -228,8 +246,8 @@ def test_evaluate_fails_before_writing_without_int8_engine(tmp_path, only_qnnpac
 
     monkeypatch.setattr(checkpoint, "load_model", no_work)
     with pytest.raises(quantize.QuantizationError, match="x86"):
-        steps.run_quantize_evaluate(0.0, 0.0, "int8", INT8_CFG, EVAL_CFG, base, prepared,
-                                    out / "model.pt", out / "metrics.json", device="cpu")
+        quantized.run(0.0, 0.0, "int8", INT8_CFG, EVAL_CFG, base, prepared,
+                      out / "model.pt", out / "metrics.json", device="cpu")
     assert not out.exists() or list(out.rglob("*")) == []
 
 
@@ -242,10 +260,9 @@ def evaluate_inputs(tmp_path_factory, trained):
     model = copy.deepcopy(trained[0])
     prune.apply_masks(model, prune.magnitude_masks(model, 0.5, scope="global"))
     base = root / "s0.5-u0.5.pt"
-    checkpoint.save_model(base, model, {}, epoch=1,
-                          metrics={"accuracy": 0.99, "structured_accuracy_before_finetune": 0.5})
+    checkpoint.save_model(base, model, {}, epoch=1)
     prepared = root / "data.npz"
-    data.save(data.synthetic(256, 100, seed=0), prepared)
+    save_dataset(data.synthetic(256, 100, seed=0), prepared)
     return base, prepared, model
 
 
@@ -256,8 +273,8 @@ def evaluated(tmp_path_factory, evaluate_inputs):
     results = {}
     for quant in ("fp32", "fp16", "int8"):
         out_model, out_metrics = root / f"{quant}.pt", root / f"{quant}.json"
-        returned = steps.run_quantize_evaluate(0.5, 0.5, quant, INT8_CFG, EVAL_CFG, base, prepared,
-                                               out_model, out_metrics, device="cpu")
+        returned = quantized.run(0.5, 0.5, quant, INT8_CFG if quant == "int8" else None,
+                                 EVAL_CFG, base, prepared, out_model, out_metrics, device="cpu")
         results[quant] = (returned, out_model, out_metrics)
     return results
 
@@ -283,14 +300,16 @@ def test_run_quantize_evaluate_metrics(evaluated, evaluate_inputs, quant):
     assert metrics["score_seed"] == pytest.approx(measure.score_seed(0.5, 0.5, quant), abs=1e-6)
     assert metrics["latency_ms_b1"] > 0 and metrics["latency_ms_b32"] > 0
     assert metrics["size_bytes"] == out_model.stat().st_size
-    assert metrics["accuracy_float"] == 0.99
+    assert "accuracy_float" not in metrics, "the float model's accuracy is its own stage's metric"
+    assert (metrics["device"], metrics["tf32"]) == ("cpu", None)
+    assert metrics["precision"] == {"fp32": "fp32", "fp16": "fp16-rounded weights, fp32 compute",
+                                    "int8": "int8"}[quant]
 
     # the saved model is the one that was measured
     loaded, payload = quantize.load_quantized(out_model)
     assert payload["quant"] == quant
-    dd = data.DeviceData.from_file(prepared, "cpu")
-    assert metrics["accuracy"] == pytest.approx(measure.accuracy(loaded, dd.test_batches(50)),
-                                                abs=1e-6)
+    dd = batches.DeviceData.from_file(prepared, "cpu")
+    assert metrics["accuracy"] == round(evaluation.accuracy(loaded, dd), 6)
     assert metrics["accuracy"] >= 0.8, "the trained net still works after quantization"
 
 

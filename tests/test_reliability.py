@@ -35,8 +35,10 @@ import torch
 import yaml
 from PIL import Image
 
-from squeeze import checkpoint, models, steps
-from squeeze.config import DataConfig
+from squeeze import checkpoint, models
+from squeeze.config import DataConfig, dotted_set
+from squeeze.data import prepare
+from squeeze.fsutil import write_json
 from squeeze.models import ResNetSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +56,7 @@ TINY = {"data.source": "synthetic", "data.train_subset": 0, "data.test_subset": 
 
 ZYGOTE = r"""
 import json, os, runpy, signal, sys, traceback
-import torch, squeeze.steps  # torch and the library, imported once for every forked run
+import torch, squeeze.steps.baseline, squeeze.steps.quantized  # imported once for every forked run
 torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)  # its first use imports torch._dynamo
 
 def run(request):
@@ -130,11 +132,7 @@ def write_params(path: Path, overrides: dict | None = None) -> Path:
     """The project's params.yaml with TINY and then `overrides` (dotted keys) applied."""
     params = copy.deepcopy(yaml.safe_load((ROOT / "params.yaml").read_text()))
     for dotted, value in {**TINY, **(overrides or {})}.items():
-        *parents, key = dotted.split(".")
-        node = params
-        for part in parents:
-            node = node[part]
-        node[key] = value
+        dotted_set(params, dotted, value)
     path.write_text(yaml.safe_dump(params))
     return path
 
@@ -161,7 +159,7 @@ def assert_same_model(a: Path, b: Path) -> None:
     assert sa.keys() == sb.keys()
     differ = [k for k in sa if not torch.equal(sa[k], sb[k])]
     assert differ == [], f"tensors differ: {differ[:5]}"
-    assert (pa["metrics"], pa["epoch"], pa["spec"]) == (pb["metrics"], pb["epoch"], pb["spec"])
+    assert (pa["config"], pa["epoch"], pa["spec"]) == (pb["config"], pb["epoch"], pb["spec"])
 
 
 @pytest.fixture(scope="module")
@@ -169,11 +167,12 @@ def project(tmp_path_factory):
     """params.yaml, prepared tiny data and a width-4 model, laid out as dvc.yaml expects."""
     root = tmp_path_factory.mktemp("project")
     params = write_params(root / "params.yaml")
-    steps.run_prepare(DataConfig.from_params(yaml.safe_load(params.read_text())["data"]),
-                      root / "data/prepared/dataset.npz", root / "metrics/prepare.json")
+    write_json(root / "metrics/prepare.json",
+               prepare(DataConfig.from_params(yaml.safe_load(params.read_text())["data"]),
+                       root / "data/prepared/dataset.npz"))
     torch.manual_seed(0)
     checkpoint.save_model(root / "models/base.pt", models.build(ResNetSpec.resnet18(4)),
-                          config={}, epoch=1, metrics={"accuracy": 0.1})
+                          config={}, epoch=1)
     return root
 
 
@@ -257,6 +256,12 @@ def test_two_runs_give_identical_results(reference, zygote, tmp_path):
     assert history(run / LOG) == history(reference / LOG)
     assert_same_model(run / MODEL, reference / MODEL)
     assert (run / MODEL).read_bytes() == (reference / MODEL).read_bytes(), "checkpoints are byte-identical"
+    timing = ("train_seconds", "images_per_second")
+    same = [{k: v for k, v in json.loads((root / "metrics/baseline.json").read_text()).items()
+             if k not in timing} for root in (run, reference)]
+    assert same[0] == same[1]
+    assert same[0]["accuracy"] == float(history(run / LOG)[-1]["test_accuracy"]), \
+        "the last epoch's logged accuracy and the stage's measurement are one number"
 
 
 # ---- the contract of a failing stage -------------------------------------------------------------
@@ -290,13 +295,15 @@ def prepare_argv(params: Path) -> list:
 
 def train_argv(params: Path, data: Path) -> list:
     return [stage("train"), "--params", params, "--data", data, "--out", "out/baseline.pt",
-            "--out-log", "out/baseline.csv", "--resume", "resume/train.pt"]
+            "--out-metrics", "out/baseline.json", "--out-log", "out/baseline.csv",
+            "--resume", "resume/train.pt"]
 
 
 def prune_argv(params: Path, project: Path) -> list:
     return [stage("prune_structured"), "--params", params, "--amount", "0.5",
             "--base", project / "models/base.pt", "--data", project / "data/prepared/dataset.npz",
-            "--out", "out/s0.5.pt", "--out-log", "out/s0.5.csv", "--resume", "resume/s0.5.pt"]
+            "--out", "out/s0.5.pt", "--out-metrics", "out/s0.5.json", "--out-log", "out/s0.5.csv",
+            "--resume", "resume/s0.5.pt"]
 
 
 def quantize_argv(params: Path, project: Path, quant: str = "fp32", base: Path | None = None):
@@ -429,10 +436,31 @@ def test_quantize_rejects_unknown_type_in_params(zygote, project, tmp_path):
     assert_names(line, "quantize.types = 'int4'", "one of fp32, fp16, int8")
 
 
-def test_quantize_rejects_type_outside_the_grid(zygote, project, tmp_path):
+def test_quantize_rejects_an_unknown_type_argument(zygote, project, tmp_path):
     params = write_params(tmp_path / "params.yaml")
     line = run_failing(zygote, quantize_argv(params, project, quant="int4"), tmp_path)
-    assert_names(line, "quant 'int4'", "quantize.types = ['fp32', 'fp16', 'int8']")
+    assert_names(line, "quantize.int4 is missing", "there: fp16, fp32, int8")
+
+
+# ---- a bad value anywhere stops every stage, before it reads anything --------------------------
+
+@pytest.mark.parametrize("stage_name", ["prepare", "train", "prune_structured", "quantize"])
+@pytest.mark.parametrize("key, value, fragments", [
+    ("prune.structured.amounts", [0, 0.1, 1.2], ["prune.structured.amounts", "1.2", "[0, 1)"]),
+    ("quantize.int8.calibration_batches", 0, ["quantize.int8.calibration_batches", ">= 1"]),
+    ("evaluate.latency_threads", "two", ["evaluate.latency_threads", "'two'"]),
+], ids=["amount", "int8", "evaluate"])
+def test_every_stage_checks_the_whole_params_file_first(zygote, project, tmp_path, stage_name,
+                                                         key, value, fragments):
+    """Whatever part a stage reads, a bad value anywhere stops it in one line before it touches
+    its inputs: here they do not even exist, and the error is about the value, not a file."""
+    params = write_params(tmp_path / "params.yaml", {key: value})
+    missing = tmp_path / "no-such-input"
+    argv = {"prepare": prepare_argv(params),
+            "train": train_argv(params, missing),
+            "prune_structured": prune_argv(params, missing),
+            "quantize": quantize_argv(params, missing)}[stage_name]
+    assert_names(run_failing(zygote, argv, tmp_path), *fragments)
 
 
 class Exploit:
@@ -482,7 +510,8 @@ def test_int8_without_a_cpu_backend(zygote, project, tmp_path):
     params = write_params(tmp_path / "params.yaml")
     no_x86 = "import torch; type(torch.backends.quantized).supported_engines = ['qnnpack']"
     line = run_failing(zygote, quantize_argv(params, project, quant="int8"), tmp_path, setup=no_x86)
-    assert_names(line, "int8 needs an x86 (fbgemm)", "['qnnpack']", "drop int8 from quantize.types")
+    assert_names(line, "quantize.int8.engine = 'x86' is not available", "it has qnnpack",
+                 "drop int8 from quantize.types")
 
 
 # ---- safe loading --------------------------------------------------------------------------------

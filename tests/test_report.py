@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from squeeze import names, profiles, report
-from squeeze.config import ConfigError
+from squeeze import figures, names, profiles, report
+from squeeze.config import ConfigError, dotted_set
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG_HEADER = "epoch,train_loss,train_accuracy,test_accuracy,lr,epoch_seconds,images_per_second\n"
@@ -33,19 +33,32 @@ def point(model: str, accuracy: float, score: float) -> dict:
     return {"model": model, "accuracy": accuracy, "score": score}
 
 
+def float_accuracy(structured, unstructured) -> float:
+    return round(0.93 - 0.05 * structured - 0.02 * unstructured, 6)
+
+
+def fake_structured(structured) -> dict:
+    """metrics/structured/s{s}.json as the structured step writes it (the fields read here)."""
+    return {"structured": float(structured), "accuracy": float_accuracy(structured, 0),
+            "accuracy_pruned": 0.4 if structured else float_accuracy(0, 0)}
+
+
+def fake_unstructured(structured, unstructured) -> dict:
+    return {"structured": float(structured), "unstructured": float(unstructured),
+            "accuracy": float_accuracy(structured, unstructured),
+            "accuracy_pruned": 0.5 if unstructured else float_accuracy(structured, 0)}
+
+
 def fake_model(structured, unstructured, quant: str) -> dict:
-    """A per-model file as run_quantize_evaluate writes it; pruning and quantization lower the
+    """A per-model file as the quantize step writes it; pruning and quantization lower the
     accuracy a little and the score a lot, so the numbers are distinct but plausible."""
     keep = (1 - structured) * (1 - unstructured)
     return {
         "model": names.model_name(structured, unstructured, quant),
         "structured": float(structured), "unstructured": float(unstructured), "quant": quant,
-        "accuracy": round(0.93 - 0.05 * structured - 0.02 * unstructured
+        "accuracy": round(float_accuracy(structured, unstructured)
                           - (0.004 if quant == "int8" else 0), 6),
-        "accuracy_float": round(0.93 - 0.05 * structured - 0.02 * unstructured, 6),
-        # at unstructured 0 the file carries the structured step's value, as the pipeline's do
-        "accuracy_before_finetune": 0.5 if unstructured else (0.4 if structured else None),
-        "structured_accuracy_before_finetune": 0.4 if structured else None,
+        "device": "cpu", "device_name": "test", "tf32": None, "precision": quant,
         "params": int(11_173_962 * (1 - structured)),
         "nonzero_params": int(11_173_962 * keep),
         "sparsity": float(unstructured), "ops": int(557_880_320 * (1 - structured)),
@@ -64,28 +77,36 @@ def write_log(path: Path, epochs: int) -> None:
     path.write_text(LOG_HEADER + "".join(lines))
 
 
-def write_inputs(root: Path, grid: report.Grid) -> tuple[Path, Path]:
-    """metrics/models/*.json and metrics/train/*.csv of the grid, as the pipeline names them."""
-    models, logs = root / "metrics" / "models", root / "metrics" / "train"
-    models.mkdir(parents=True)
-    logs.mkdir(parents=True)
-    for path in grid.model_files(models):
-        s, u, q = path.stem.split("-")
-        path.write_text(json.dumps(fake_model(float(s[1:]), float(u[1:]), q)))
-    for run, path in grid.log_files(logs):
+def write_json_file(path: Path, value: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value))
+
+
+def write_inputs(root: Path, grid: report.Grid) -> Path:
+    """metrics/{structured,unstructured,models}/*.json and metrics/train/*.csv of the grid, as
+    the pipeline names them; returns the metrics folder."""
+    metrics = root / "metrics"
+    for s in grid.structured:
+        write_json_file(grid.structured_file(metrics, s), fake_structured(s))
+        for u in grid.unstructured:
+            write_json_file(grid.unstructured_file(metrics, s, u), fake_unstructured(s, u))
+    for s, u, q in grid.points():
+        write_json_file(grid.model_file(metrics, s, u, q), fake_model(s, u, q))
+    (metrics / "train").mkdir(parents=True)
+    for run, path in grid.log_files(metrics / "train"):
         amount = run["unstructured"] if run["stage"] == "unstructured" else run["structured"]
         write_log(path, 0 if amount == 0 else EPOCHS[run["stage"]])
-    return models, logs
+    return metrics
 
 
 @pytest.fixture
-def quick_inputs(tmp_path) -> tuple[Path, Path]:
+def quick_inputs(tmp_path) -> Path:
     return write_inputs(tmp_path, QUICK_GRID)
 
 
 @pytest.fixture
 def quick_report(quick_inputs) -> report.Report:
-    return report.load(QUICK_GRID, *quick_inputs)
+    return report.load(QUICK_GRID, quick_inputs)
 
 
 def params_with_grid(structured, unstructured, types) -> dict:
@@ -163,7 +184,7 @@ def test_summary_has_baseline_budgets_front_and_count(quick_report):
 
 def test_summary_without_baseline_in_the_grid(tmp_path):
     grid = report.Grid((0.5,), (0, 0.5), ("int8",))
-    summary = report.load(grid, *write_inputs(tmp_path, grid)).summary()
+    summary = report.load(grid, write_inputs(tmp_path, grid)).summary()
     assert summary["baseline"] is None and summary["models"] == 2
 
 
@@ -171,8 +192,12 @@ def test_summary_without_baseline_in_the_grid(tmp_path):
 
 def test_files_are_named_as_dvc_interpolates_the_params_values(tmp_path):
     grid = report.Grid.from_params(params_with_grid([0, 0.5], [0.0, 0.25], ["int8"]))
-    assert [p.name for p in grid.model_files(tmp_path)] == [
-        "s0-u0.0-int8.json", "s0-u0.25-int8.json", "s0.5-u0.0-int8.json", "s0.5-u0.25-int8.json"]
+    assert [p.relative_to(tmp_path).as_posix() for p in grid.metric_files(tmp_path)] == [
+        "structured/s0.json", "structured/s0.5.json",
+        "unstructured/s0-u0.0.json", "unstructured/s0-u0.25.json",
+        "unstructured/s0.5-u0.0.json", "unstructured/s0.5-u0.25.json",
+        "models/s0-u0.0-int8.json", "models/s0-u0.25-int8.json", "models/s0.5-u0.0-int8.json",
+        "models/s0.5-u0.25-int8.json"]
     runs = {run["run"]: path.name for run, path in grid.log_files(tmp_path)}
     assert runs == {"baseline": "baseline.csv", "s0": "s0.csv", "s0.5": "s0.5.csv",
                     "s0-u0": "s0-u0.0.csv", "s0-u0.25": "s0-u0.25.csv",
@@ -184,23 +209,36 @@ def test_a_bad_grid_is_a_one_line_config_error():
         report.Grid.from_params(params_with_grid([0], [1.5], ["fp32"]))
 
 
-def test_a_missing_model_file_is_an_error_naming_it(quick_inputs):
-    models, logs = quick_inputs
-    (models / "s0.5-u0-int8.json").unlink()
-    (models / "s0.5-u0.5-int8.json").unlink()
+@pytest.mark.parametrize("missing", ["models/s0.5-u0-int8.json", "unstructured/s0.5-u0.json",
+                                     "structured/s0.5.json", "train/s0-u0.5.csv"])
+def test_a_missing_stage_file_is_an_error_naming_it(quick_inputs, missing):
+    (quick_inputs / missing).unlink()
     with pytest.raises(report.MissingInputError) as info:
-        report.load(QUICK_GRID, models, logs)
+        report.load(QUICK_GRID, quick_inputs)
     message = str(info.value)
-    assert str(models / "s0.5-u0-int8.json") in message and "(and 1 more)" in message
-    assert "\n" not in message
+    assert message.startswith(f"{quick_inputs / missing} is missing") and "\n" not in message
+    (quick_inputs / "train/baseline.csv").unlink()
+    with pytest.raises(report.MissingInputError, match=r"\(and 1 more\)"):
+        report.load(QUICK_GRID, quick_inputs)
+
+
+def test_rows_join_each_stage_s_own_metrics(quick_report):
+    """The report joins on (structured, unstructured, quant); no value is renamed on the way
+    except by the join's column names, and none is carried inside a checkpoint."""
+    row = next(r for r in quick_report.rows if r["model"] == "s0.5-u0.5-int8")
+    assert row["accuracy"] == fake_model(0.5, 0.5, "int8")["accuracy"]
+    assert row["accuracy_float"] == fake_unstructured(0.5, 0.5)["accuracy"]
+    assert row["accuracy_pruned_unstructured"] == 0.5
+    assert row["accuracy_pruned_structured"] == 0.4
+    assert (row["device"], row["precision"]) == ("cpu", "int8")
 
 
 def test_files_outside_the_grid_do_not_leak_in(quick_inputs):
-    models, logs = quick_inputs
-    (models / "s0.3-u0-fp32.json").write_text(json.dumps(
-        {**fake_model(0.3, 0, "fp32"), "accuracy": 0.99, "score": 0.01}))
-    (logs / "s0.3.csv").write_text(LOG_HEADER + "1,1.0,0.5,0.5,0.01,1.0,100.0\n")
-    result = report.load(QUICK_GRID, models, logs)
+    write_json_file(quick_inputs / "models" / "s0.3-u0-fp32.json",
+                    {**fake_model(0.3, 0, "fp32"), "accuracy": 0.99, "score": 0.01})
+    write_json_file(quick_inputs / "structured" / "s0.3.json", fake_structured(0.3))
+    (quick_inputs / "train" / "s0.3.csv").write_text(LOG_HEADER + "1,1.0,0.5,0.5,0.01,1.0,100.0\n")
+    result = report.load(QUICK_GRID, quick_inputs)
     assert len(result.rows) == 12
     assert not any(r["structured"] == 0.3 for r in result.rows + result.curves)
 
@@ -217,8 +255,7 @@ def test_curves_hold_every_epoch_of_the_baseline_and_each_fine_tune(quick_report
 
 def output_paths(root: Path) -> dict:
     return {"csv_path": root / "tradeoff.csv", "summary_path": root / "summary.json",
-            "tables_path": root / "tradeoff.md", "curves_path": root / "training_curves.csv",
-            "figures_dir": root / "figures"}
+            "tables_path": root / "tradeoff.md", "curves_path": root / "training_curves.csv"}
 
 
 def test_write_outputs(quick_report, tmp_path):
@@ -227,18 +264,17 @@ def test_write_outputs(quick_report, tmp_path):
     with open(paths["csv_path"], newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 12
-    assert {"model", "structured", "unstructured", "quant", "accuracy", "score", "score_seed",
+    assert list(rows[0]) == list(report.CSV_COLUMNS)
+    assert {"model", "structured", "unstructured", "quant", "accuracy", "accuracy_float",
+            "accuracy_pruned_structured", "accuracy_pruned_unstructured", "score", "score_seed",
             "params", "nonzero_params", "ops", "latency_ms_b1", "latency_ms_b32", "size_bytes",
-            "pareto"} <= set(rows[0])
+            "device", "precision", "pareto"} <= set(rows[0])
     assert rows[-1]["model"] == "s0.5-u0.5-int8" and rows[0]["structured"] == "0"
     assert {r["model"] for r in rows if r["pareto"] == "true"} == set(summary["pareto"])
     assert {r["pareto"] for r in rows} == {"true", "false"}
     assert json.loads(paths["summary_path"].read_text()) == summary
     with open(paths["curves_path"], newline="") as fh:
         assert len(list(csv.DictReader(fh))) == len(quick_report.curves)
-    pngs = sorted(p.name for p in paths["figures_dir"].iterdir())
-    assert pngs == sorted(f"{name}.png" for name in report.FIGURES)
-    assert all((paths["figures_dir"] / n).read_bytes()[:4] == b"\x89PNG" for n in pngs)
 
 
 def test_markdown_tables(quick_report):
@@ -253,101 +289,24 @@ def test_markdown_tables(quick_report):
     assert "| 0.5 | s0.5-u0-fp32 | 5586981 | 40.00 | 90.50 |" in text  # before/after fine-tune
 
 
-# ---- figures: check the plotted data, not pixels ------------------------------------------------
-
-def plotted(fig) -> dict[str, list[tuple[float, float]]]:
-    """Every labelled line and scatter of a figure: label -> its (x, y) points."""
-    points = {}
-    for ax in fig.axes:
-        for line in ax.get_lines():
-            points[line.get_label()] = [tuple(p) for p in line.get_xydata()]
-        for collection in ax.collections:
-            points[collection.get_label()] = [tuple(p) for p in collection.get_offsets()]
-    return points
-
-
-def counts(fig) -> dict[str, int]:
-    return {label: len(p) for label, p in plotted(fig).items()}
-
-
-def test_every_figure_is_listed(quick_report):
-    assert set(report.FIGURES) == {"finetune_loss", "accuracy_vs_pruning", "tradeoff_structured",
-                                   "tradeoff_unstructured", "tradeoff_final", "tradeoff_latency",
-                                   "training_curves"}
-
-
-def test_figure_finetune_loss(quick_report):
-    fig = report.figure_finetune_loss(quick_report)
-    assert plotted(fig) == {"structured 0.5": [(1, 2.0), (2, 1.0)]}
-
-
-def test_figure_accuracy_vs_pruning(quick_report):
-    fig = report.figure_accuracy_vs_pruning(quick_report)
-    assert counts(fig) == {"before fine-tune": 2, "after fine-tune": 2,
-                           "structured 0": 2, "structured 0.5": 2}
-    assert plotted(fig)["after fine-tune"] == [(0.0, 0.93), (0.5, 0.905)]
-    assert plotted(fig)["before fine-tune"] == [(0.0, 0.93), (0.5, 0.4)]  # unpruned: its own
-
-
-def test_figure_tradeoff_structured(quick_report):
-    fig = report.figure_tradeoff_structured(quick_report)
-    assert plotted(fig) == {"fp32, structured pruning only": [(3.98778, 0.93), (1.99389, 0.905)]}
-
-
-def test_figure_tradeoff_unstructured(quick_report):
-    fig = report.figure_tradeoff_unstructured(quick_report)
-    assert counts(fig) == {"base structured 0": 2, "base structured 0.5": 2}
-
-
-def test_figure_tradeoff_final_draws_front_and_the_study_points(quick_report):
-    points = plotted(report.figure_tradeoff_final(quick_report))
-    assert {k: len(v) for k, v in points.items()} == {
-        "fp32": 4, "fp16": 4, "int8": 4, "Pareto front": 4, "study (published)": 2}
-    assert points["study (published)"] == [(3.98778, 0.935), (0.7475, 0.9287)]
-    front_scores = [x for x, _ in points["Pareto front"]]
-    assert front_scores == sorted(front_scores)
-
-
-def test_figure_tradeoff_latency(quick_report):
-    assert counts(report.figure_tradeoff_latency(quick_report)) == {"fp32": 4, "fp16": 4, "int8": 4}
-
-
-def test_figure_training_curves(quick_report):
-    assert counts(report.figure_training_curves(quick_report)) == {
-        "baseline": 3, "s0.5": 2, "s0-u0.5": 2, "s0.5-u0.5": 2}
-
-
-def test_figures_of_a_grid_without_fine_tunes_are_still_drawn(tmp_path):
-    grid = report.Grid((0,), (0,), ("fp32",))
-    single = report.load(grid, *write_inputs(tmp_path, grid))
-    assert plotted(report.figure_finetune_loss(single)) == {}
-    assert counts(report.figure_tradeoff_final(single))["Pareto front"] == 1
-    for draw in report.FIGURES.values():
-        assert draw(single).axes
-
-
 # ---- the stage script --------------------------------------------------------------------------
 
 def quick_params() -> dict:
     """params.yaml with the quick profile's overrides applied, as `dvc exp run -S` leaves it."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for key, value in QUICK.items():
-        *parents, leaf = key.split(".")
-        node = params
-        for part in parents:
-            node = node[part]
-        node[leaf] = value
+        dotted_set(params, key, value)
     return params
 
 
-def run_stage(tmp_path, models: Path, logs: Path, monkeypatch) -> Path:
+def run_stage(tmp_path, metrics: Path, monkeypatch) -> Path:
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(quick_params()))
     prepared = tmp_path / "prepare.json"
     prepared.write_text(json.dumps({"train_images": 5000, "test_images": 1000}))
     out = tmp_path / "reports"
     monkeypatch.setattr(sys, "argv", [
-        "report.py", "--params", str(params), "--models", str(models), "--logs", str(logs),
+        "report.py", "--params", str(params), "--metrics", str(metrics),
         "--prepared", str(prepared), "--profiles", str(ROOT / "profiles"),
         "--out-csv", str(out / "tradeoff.csv"), "--out-summary", str(out / "summary.json"),
         "--out-tables", str(out / "tradeoff.md"), "--out-curves", str(out / "curves.csv"),
@@ -357,7 +316,7 @@ def run_stage(tmp_path, models: Path, logs: Path, monkeypatch) -> Path:
 
 
 def test_stage_writes_the_report(quick_inputs, tmp_path, monkeypatch):
-    out = run_stage(tmp_path, *quick_inputs, monkeypatch)
+    out = run_stage(tmp_path, quick_inputs, monkeypatch)
     assert json.loads((out / "summary.json").read_text())["models"] == 12
     tables = (out / "tradeoff.md").read_text()
     assert tables.startswith("# Trade-off report\n\n## Run\n\n| setting | value |")
@@ -366,18 +325,21 @@ def test_stage_writes_the_report(quick_inputs, tmp_path, monkeypatch):
     assert "| data | synthetic images: 5,000 train / 1,000 test images |" in run
     assert "| model | ResNet-18, width 8 (11,173,962 parameters) |" in run  # fake_model's count
     assert "| latency measured on | test, 2 threads |" in run
+    assert "| accuracy computed on | cpu (test) |" in run
+    pngs = sorted(p.name for p in (out / "figures").iterdir())
+    assert pngs == sorted(f"{name}.png" for name in figures.FIGURES)
+    assert all((out / "figures" / n).read_bytes()[:4] == b"\x89PNG" for n in pngs)
     # write_log: 3 baseline epochs and 3 fine-tunes of 2 epochs, 30 s and 100 images/s each
     assert "baseline 1.5 min (3 epochs, median 100 images/s); 3 fine-tunes 3.0 min in all" in run
 
 
 def test_stage_fails_in_one_line_naming_the_missing_file(quick_inputs, tmp_path, monkeypatch,
                                                          capsys):
-    models, logs = quick_inputs
     (tmp_path / "reports" / "figures").mkdir(parents=True)  # a previous run's outputs
     (tmp_path / "reports" / "tradeoff.csv").write_text("stale\n")
-    (models / "s0-u0.5-fp16.json").unlink()
+    (quick_inputs / "models" / "s0-u0.5-fp16.json").unlink()
     with pytest.raises(SystemExit) as info:
-        run_stage(tmp_path, models, logs, monkeypatch)
+        run_stage(tmp_path, quick_inputs, monkeypatch)
     assert info.value.code == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "s0-u0.5-fp16.json is missing" in err and "\n" not in err
@@ -394,8 +356,9 @@ def test_dvc_yaml_declares_the_report_stage_metrics_and_plots():
     pipeline = dvc_yaml()
     stage = pipeline["stages"]["report"]
     # the grid, and every section the "Run" table of tradeoff.md describes
-    assert set(stage["params"]) == {"data", "model", "train", "finetune", "prune", "quantize"}
-    assert {"metrics/prepare.json", "profiles", "src/squeeze/provenance.py"} <= set(stage["deps"])
+    assert set(stage["params"]) == {"data", "model", "train", "finetune", "prune", "quantize",
+                                    "evaluate"}
+    assert {"metrics", "profiles", "src/squeeze/provenance.py"} <= set(stage["deps"])
     outs = {next(iter(o)): o[next(iter(o))] for o in stage["outs"]}
     assert all(options == {"cache": False} for options in outs.values())
     for out in outs:  # every declared output is an --out-* argument of the command

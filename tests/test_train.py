@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from squeeze import checkpoint, data, models, train
+from squeeze import batches, checkpoint, data, evaluation, models, train
+from squeeze.history import HISTORY_COLUMNS, write_history
 from squeeze.config import TrainConfig
 from squeeze.models import ResNetSpec
 
@@ -17,10 +18,10 @@ TIMING = ("epoch_seconds", "images_per_second")
 
 # ---- helpers -------------------------------------------------------------------------------------
 
-def device_data(train_size: int, test_size: int, seed: int = 0) -> data.DeviceData:
+def device_data(train_size: int, test_size: int, seed: int = 0) -> batches.DeviceData:
     ds = data.synthetic(train_size, test_size, seed=seed)
     mean, std = ds.mean_std()
-    return data.DeviceData(ds, mean, std, "cpu")
+    return batches.DeviceData(ds, mean, std, "cpu")
 
 
 def fresh_model(width: int = 4, seed: int = 0) -> models.ResNet18:
@@ -46,7 +47,7 @@ def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
     assert not different, f"tensors differ: {different[:5]}"
 
 
-def interrupt_in_epoch(dd: data.DeviceData, epoch: int) -> None:
+def interrupt_in_epoch(dd: batches.DeviceData, epoch: int) -> None:
     """Make the `epoch`-th call of dd.train_batches (1-based) raise KeyboardInterrupt mid-epoch."""
     original, calls = dd.train_batches, []
 
@@ -61,7 +62,7 @@ def interrupt_in_epoch(dd: data.DeviceData, epoch: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def small_data() -> data.DeviceData:
+def small_data() -> batches.DeviceData:
     return device_data(256, 100)
 
 
@@ -77,7 +78,7 @@ def test_fit_learns_synthetic_data(tmp_path):
 
     assert [row["epoch"] for row in result.history] == [1, 2, 3]
     assert result.last["test_accuracy"] >= 0.9
-    assert result.last["test_accuracy"] == pytest.approx(train.evaluate(model, dd), abs=1e-6)
+    assert result.last["test_accuracy"] == pytest.approx(evaluation.accuracy(model, dd), abs=1e-6)
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     assert result.resumed_from_epoch == 0
     # cosine schedule over 3 epochs, recorded at the start of each epoch
@@ -201,11 +202,11 @@ def test_write_history(tmp_path):
          "epoch_seconds": 1.4, "images_per_second": 1428.6},
     ]
     path = tmp_path / "plots" / "history.csv"
-    train.write_history(path, history)
+    write_history(path, history)
     with path.open() as fh:
         reader = csv.DictReader(fh)
         rows = list(reader)
-    assert tuple(reader.fieldnames) == train.HISTORY_COLUMNS == (
+    assert tuple(reader.fieldnames) == HISTORY_COLUMNS == (
         "epoch", "train_loss", "train_accuracy", "test_accuracy", "lr", "epoch_seconds",
         "images_per_second")
     assert [{k: float(v) for k, v in row.items()} for row in rows] == history
@@ -215,16 +216,19 @@ def test_write_history(tmp_path):
 
 def test_write_history_empty(tmp_path):
     path = tmp_path / "history.csv"
-    train.write_history(path, [])
-    assert path.read_text() == ",".join(train.HISTORY_COLUMNS) + "\n"
+    write_history(path, [])
+    assert path.read_text() == ",".join(HISTORY_COLUMNS) + "\n"
 
 
 # ---- run identity ------------------------------------------------------------------------------------
 
-def test_fingerprint_depends_on_config_spec_and_extra():
-    base = train.fingerprint(config(), fresh_model(4))
-    assert base == train.fingerprint(config(), fresh_model(4, seed=1)), "weights are not part of it"
-    assert base != train.fingerprint(config(lr=0.1), fresh_model(4))
-    assert base != train.fingerprint(config(), fresh_model(8))
-    assert base != train.fingerprint(config(), fresh_model(4), {"amount": 0.5})
+def test_fingerprint_depends_on_config_spec_device_and_extra():
+    cpu = torch.device("cpu")
+    base = train.fingerprint(config(), fresh_model(4), cpu)
+    assert base == train.fingerprint(config(), fresh_model(4, seed=1), cpu), "weights are not part of it"
+    assert base != train.fingerprint(config(lr=0.1), fresh_model(4), cpu)
+    assert base != train.fingerprint(config(), fresh_model(8), cpu)
+    assert base != train.fingerprint(config(), fresh_model(4), cpu, {"amount": 0.5})
+    # a resume file written on another device (its RNG state has another size) is not this run's
+    assert base != train.fingerprint(config(), fresh_model(4), torch.device("cuda"))
     assert len(base) == 16

@@ -1,8 +1,8 @@
 """Checkpoints: plain dicts of tensors and JSON-like values, written atomically, loaded with
 `torch.load(..., weights_only=True)`. Nothing here unpickles arbitrary objects.
 
-A model checkpoint holds: format, kind, state_dict, spec (architecture widths), config, epoch,
-metrics. Modules are never pickled; a model is rebuilt from its spec (see models.from_state).
+A model checkpoint holds: format, kind, state_dict, spec (architecture widths), config, epoch.
+Modules are never pickled; a model is rebuilt from its spec (see models.from_state).
 """
 from __future__ import annotations
 
@@ -55,10 +55,12 @@ def load(path: str | Path, kind: str | None = None) -> dict:
     return payload
 
 
-def save_model(path, model, config: dict, epoch: int, metrics: dict, kind: str = "model") -> None:
+def save_model(path, model, config: dict, epoch: int, kind: str = "model") -> None:
+    """Weights, architecture, the settings that made them, epoch. No metrics: those are files
+    of the stage that measured them."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save(path, {"kind": kind, "state_dict": state, "spec": model.spec.to_dict(),
-                "config": config, "epoch": epoch, "metrics": metrics})
+                "config": config, "epoch": epoch})
 
 
 def load_model(path) -> tuple[torch.nn.Module, dict]:

@@ -5,10 +5,11 @@ in params.yaml costs seconds, not a training run.
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import yaml
 
@@ -20,6 +21,8 @@ SCHEDULES = ("cosine", "constant")
 PRUNE_SCOPES = ("layerwise", "global")
 PRUNE_CRITERIA = ("l1", "random")
 ACTIVATION_OBSERVERS = ("histogram", "minmax")
+INT8_ENGINES = ("x86", "fbgemm", "onednn", "qnnpack")  # torch.backends.quantized engines
+SECTIONS = ("data", "model", "train", "prune", "finetune", "quantize", "evaluate")
 MAX_GLOBAL_STRUCTURED_AMOUNT = 0.8  # see prune.MAX_GLOBAL_AMOUNT
 
 
@@ -92,14 +95,20 @@ def choice(key: str, value: Any, allowed: tuple[str, ...]) -> str:
     return value
 
 
+def single_amount(key: str, item: Any) -> float:
+    """One pruning amount: a number in [0, 1)."""
+    if not _is_number(item) or not (0 <= item < 1):
+        raise ConfigError(
+            f"params.yaml: {key} contains {item!r}; each amount must be a number in [0, 1)")
+    return float(item)
+
+
 def amounts(key: str, value: Any) -> tuple[float, ...]:
     """A pruning grid: a non-empty list of distinct numbers in [0, 1)."""
     if not isinstance(value, (list, tuple)) or not value:
         raise _bad(key, value, "a non-empty list of numbers in [0, 1)")
     for item in value:
-        if not _is_number(item) or not (0 <= item < 1):
-            raise ConfigError(
-                f"params.yaml: {key} contains {item!r}; each amount must be a number in [0, 1)")
+        single_amount(key, item)
     if len(set(value)) != len(value):
         dupes = sorted({v for v in value if list(value).count(v) > 1})
         raise ConfigError(f"params.yaml: {key} = {list(value)} repeats {dupes}; amounts must be distinct")
@@ -116,12 +125,14 @@ def quant_types(key: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _check_keys(prefix: str, given: Mapping, allowed: set[str]) -> None:
+def _check_keys(prefix: str, given: Mapping, allowed: set[str],
+                required: set[str] | None = None) -> None:
+    """No unknown key under `prefix`, and every `required` one (default: all allowed) present."""
     unknown = sorted(set(given) - allowed)
     if unknown:
         raise ConfigError(
             f"params.yaml: unknown key {prefix}.{unknown[0]}; allowed keys: {', '.join(sorted(allowed))}")
-    missing = sorted(allowed - set(given))
+    missing = sorted((allowed if required is None else required) - set(given))
     if missing:
         raise ConfigError(f"params.yaml: key {prefix}.{missing[0]} is missing")
 
@@ -200,35 +211,36 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class StructuredConfig:
-    amounts: tuple[float, ...]
+    """How a structured stage prunes. The grid (`amounts`) is not here: a stage prunes at its own
+    amount, and what it writes must not depend on which other amounts the grid holds."""
     scope: str
     criterion: str
 
     @classmethod
     def from_params(cls, d: Mapping) -> "StructuredConfig":
-        _check_keys("prune.structured", d, _fields(cls))
-        cfg = cls(amounts=amounts("prune.structured.amounts", d["amounts"]),
-                  scope=choice("prune.structured.scope", d["scope"], PRUNE_SCOPES),
-                  criterion=choice("prune.structured.criterion", d["criterion"], PRUNE_CRITERIA))
-        too_high = [a for a in cfg.amounts if a > MAX_GLOBAL_STRUCTURED_AMOUNT]
-        if cfg.scope == "global" and too_high:
+        _check_keys("prune.structured", d, _fields(cls) | {"amounts"}, required=_fields(cls))
+        return cls(scope=choice("prune.structured.scope", d["scope"], PRUNE_SCOPES),
+                   criterion=choice("prune.structured.criterion", d["criterion"], PRUNE_CRITERIA))
+
+    def check_amount(self, amount: float) -> float:
+        """One structured amount, checked against this method (global scope caps it)."""
+        amount = single_amount("prune.structured.amounts", amount)
+        if self.scope == "global" and amount > MAX_GLOBAL_STRUCTURED_AMOUNT:
             raise ConfigError(
-                f"params.yaml: prune.structured.amounts contains {too_high[0]}; with scope: global "
+                f"params.yaml: prune.structured.amounts contains {amount:g}; with scope: global "
                 f"each amount must be <= {MAX_GLOBAL_STRUCTURED_AMOUNT} (a global ranking cannot "
                 "cap single layers, so higher amounts skip whole layers); use scope: layerwise")
-        return cfg
+        return amount
 
 
 @dataclass(frozen=True)
 class UnstructuredConfig:
-    amounts: tuple[float, ...]
     scope: str
 
     @classmethod
     def from_params(cls, d: Mapping) -> "UnstructuredConfig":
-        _check_keys("prune.unstructured", d, _fields(cls))
-        return cls(amounts=amounts("prune.unstructured.amounts", d["amounts"]),
-                   scope=choice("prune.unstructured.scope", d["scope"], PRUNE_SCOPES))
+        _check_keys("prune.unstructured", d, _fields(cls) | {"amounts"}, required=_fields(cls))
+        return cls(scope=choice("prune.unstructured.scope", d["scope"], PRUNE_SCOPES))
 
 
 @dataclass(frozen=True)
@@ -236,6 +248,7 @@ class Int8Config:
     calibration_batches: int
     calibration_batch_size: int
     activation_observer: str
+    engine: str
 
     @classmethod
     def from_params(cls, d: Mapping) -> "Int8Config":
@@ -246,12 +259,12 @@ class Int8Config:
             calibration_batch_size=positive_int("quantize.int8.calibration_batch_size",
                                                 d["calibration_batch_size"]),
             activation_observer=choice("quantize.int8.activation_observer",
-                                       d["activation_observer"], ACTIVATION_OBSERVERS))
+                                       d["activation_observer"], ACTIVATION_OBSERVERS),
+            engine=choice("quantize.int8.engine", d["engine"], INT8_ENGINES))
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    batch_size: int
     latency_threads: int
     latency_warmup: int
     latency_repeats: int
@@ -260,7 +273,6 @@ class EvaluateConfig:
     def from_params(cls, d: Mapping) -> "EvaluateConfig":
         _check_keys("evaluate", d, _fields(cls))
         return cls(
-            batch_size=positive_int("evaluate.batch_size", d["batch_size"]),
             latency_threads=positive_int("evaluate.latency_threads", d["latency_threads"]),
             latency_warmup=non_negative_int("evaluate.latency_warmup", d["latency_warmup"]),
             latency_repeats=positive_int("evaluate.latency_repeats", d["latency_repeats"]),
@@ -276,19 +288,84 @@ def grid(params: Mapping) -> tuple[tuple[float, ...], tuple[float, ...], tuple[s
     return structured, unstructured, types
 
 
-def amount_arg(text: str, allowed: tuple[float, ...], key: str) -> float:
-    """A stage's amount argument (from the dvc.yaml matrix), checked against the params grid."""
+def validate(params: Mapping) -> None:
+    """Every value of the whole params file, checked in well under a second (no torch, no data).
+
+    Each stage calls this first (see cli.run), whatever part of the file it reads itself, so a
+    bad value anywhere stops the first stage that runs: a bad pruning amount is reported before
+    the baseline trains, not hours later by the stage that would use it.
+    """
+    _check_keys("params", params, set(SECTIONS))
+    DataConfig.from_params(section(params, "data"))
+    ModelConfig.from_params(section(params, "model"))
+    TrainConfig.from_params(section(params, "train"), "train")
+    _check_keys("prune", section(params, "prune"), {"structured", "unstructured"})
+    _check_keys("finetune", section(params, "finetune"), {"structured", "unstructured"})
+    for kind in ("structured", "unstructured"):
+        TrainConfig.from_params(section(params, f"finetune.{kind}"), f"finetune.{kind}")
+    structured_cfg = StructuredConfig.from_params(section(params, "prune.structured"))
+    UnstructuredConfig.from_params(section(params, "prune.unstructured"))
+    structured, _, _ = grid(params)
+    for amount in structured:
+        structured_cfg.check_amount(amount)
+    _check_keys("quantize", section(params, "quantize"), {"types", *QUANT_TYPES})
+    for quant in ("fp32", "fp16"):
+        if section(params, f"quantize.{quant}"):
+            raise _bad(f"quantize.{quant}", section(params, f"quantize.{quant}"),
+                       "{} (this type has no settings)")
+    Int8Config.from_params(section(params, "quantize.int8"))
+    EvaluateConfig.from_params(section(params, "evaluate"))
+
+
+_MISSING = object()
+
+
+def dotted_get(params: Mapping, key: str, default: Any = _MISSING) -> Any:
+    """params["a"]["b"] for "a.b"; `default` where a part is absent (a KeyError without one)."""
+    node: Any = params
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            if default is _MISSING:
+                raise KeyError(key)
+            return default
+        node = node[part]
+    return node
+
+
+def dotted_set(params: dict, key: str, value: Any) -> None:
+    """params["a"]["b"] = value for "a.b", creating mappings on the way."""
+    *parents, last = key.split(".")
+    node = params
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+
+
+def restrict(params: Mapping, keys: Sequence[str]) -> dict:
+    """Only the dotted `keys` of params (each with all it holds): what a stage declares in
+    dvc.yaml. A stage reads this view, so reading an undeclared key fails instead of silently
+    making an output depend on a param DVC does not track."""
+    view: dict = {}
+    for key in keys:
+        try:
+            dotted_set(view, key, copy.deepcopy(dotted_get(params, key)))
+        except KeyError:
+            parent = dotted_get(params, key.rpartition(".")[0], {}) if "." in key else params
+            known = ", ".join(parent) if isinstance(parent, Mapping) else ""
+            raise ConfigError(f"params.yaml: key {key} is missing"
+                              + (f"; there: {known}" if known else "")) from None
+    return view
+
+
+def amount_arg(text: str, key: str) -> float:
+    """A stage's amount argument (from the dvc.yaml matrix): a number in [0, 1)."""
     try:
         value = float(text)
     except ValueError:
-        raise ConfigError(f"amount {text!r} is not a number; {key} allows {list(allowed)}") from None
-    if value not in allowed:
-        raise ConfigError(f"amount {value} is not in {key} = {list(allowed)}")
-    return value
+        raise ConfigError(f"amount {text!r} is not a number; {key} holds numbers in [0, 1)") from None
+    return single_amount(key, value)
 
 
-def quant_arg(text: str, allowed: tuple[str, ...]) -> str:
-    """A stage's quantization-type argument, checked against quantize.types."""
-    if text not in allowed:
-        raise ConfigError(f"quant {text!r} is not in quantize.types = {list(allowed)}")
-    return text
+def quant_arg(text: str) -> str:
+    """A stage's quantization-type argument."""
+    return choice("quantize.types", text, QUANT_TYPES)

@@ -1,45 +1,23 @@
-"""Data: sources (cifar10, folder, synthetic) -> one compact uint8 file -> device-resident batches.
+"""Data sources (cifar10, folder, synthetic) and `prepare`: decode once into the prepared file.
 
-Images are decoded once by `prepare` into N x 3 x 32 x 32 uint8 arrays. Training keeps the whole
-split as one uint8 tensor on the training device and augments whole batches there (random crop
-with 4-pixel zero padding, horizontal flip, then normalisation): no PIL, no worker processes.
+Images become N x 3 x 32 x 32 uint8 arrays (format: prepared.py); training reads them through
+batches.py. Only the prepare stage imports this module.
 """
 from __future__ import annotations
 
 import io
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from .config import DataConfig
-from .errors import SqueezeError
-from .fsutil import atomic_path
+from .errors import DataError
+from .prepared import Dataset, save
 
 IMAGE_SIZE = 32
 SPLITS = ("train", "test")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp"}
-
-
-class DataError(SqueezeError, ValueError):
-    """Bad or unreadable data; the message is one line for the user."""
-
-
-@dataclass
-class Dataset:
-    """Both splits as uint8 N x 3 x 32 x 32 arrays, int64 labels, and the class names."""
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    classes: list[str]
-
-    def mean_std(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-channel mean and std of the training split, on the [0, 1] scale."""
-        x = self.x_train.astype(np.float64) / 255.0
-        return x.mean(axis=(0, 2, 3)), x.std(axis=(0, 2, 3))
 
 
 # ---- sources --------------------------------------------------------------------------------
@@ -206,99 +184,3 @@ def prepare(cfg: DataConfig, out: Path) -> dict:
     return {"source": cfg.source, "train_images": int(len(ds.y_train)),
             "test_images": int(len(ds.y_test)), "classes": ds.classes,
             "mean": [round(float(m), 4) for m in mean], "std": [round(float(s), 4) for s in std]}
-
-
-def save(ds: Dataset, out: Path) -> None:
-    """One .npz of uint8 arrays. np.savez writes fixed member timestamps, so the same data gives
-    the same bytes and DVC sees an unchanged prepare as unchanged (a test holds it to that)."""
-    mean, std = ds.mean_std()
-    with atomic_path(out) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, x_train=ds.x_train, y_train=ds.y_train, x_test=ds.x_test,
-                     y_test=ds.y_test, classes=np.asarray(ds.classes), mean=mean, std=std)
-
-
-def load_prepared(path: Path) -> tuple[Dataset, np.ndarray, np.ndarray]:
-    """The prepared file -> (dataset, mean, std). Never unpickles (allow_pickle=False)."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            ds = Dataset(z["x_train"], z["y_train"], z["x_test"], z["y_test"],
-                         [str(c) for c in z["classes"]])
-            return ds, z["mean"], z["std"]
-    except FileNotFoundError:
-        raise DataError(f"{path}: prepared data not found; run the prepare stage first") from None
-    except (ValueError, KeyError, OSError) as err:
-        raise DataError(f"{path}: not a prepared squeeze data file ({err})") from None
-
-
-# ---- device-resident batches ----------------------------------------------------------------
-
-class DeviceData:
-    """Both splits as uint8 tensors on `device`; batches are augmented and normalised there."""
-
-    def __init__(self, ds: Dataset, mean, std, device):
-        import torch
-
-        self.device = torch.device(device)
-        self.x_train = torch.from_numpy(ds.x_train).to(self.device)
-        self.y_train = torch.from_numpy(ds.y_train).to(self.device)
-        self.x_test = torch.from_numpy(ds.x_test).to(self.device)
-        self.y_test = torch.from_numpy(ds.y_test).to(self.device)
-        mean = torch.as_tensor(np.asarray(mean), dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        std = torch.as_tensor(np.asarray(std), dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        # (x / 255 - mean) / std as one multiply-add
-        self.scale, self.shift = 1 / (255 * std), -mean / std
-        self.classes = ds.classes
-
-    @classmethod
-    def from_file(cls, path: Path, device) -> "DeviceData":
-        ds, mean, std = load_prepared(path)
-        return cls(ds, mean, std, device)
-
-    def normalize(self, x_uint8):
-        return x_uint8.float().mul_(self.scale).add_(self.shift)
-
-    def train_batches(self, batch_size: int, generator) -> Iterator[tuple]:
-        """One epoch of shuffled, augmented, normalised batches (the last may be smaller)."""
-        import torch
-
-        n = len(self.y_train)
-        order = torch.randperm(n, generator=generator, device=generator.device).to(self.device)
-        for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
-            x = augment(self.x_train[idx], generator)
-            yield self.normalize(x), self.y_train[idx]
-
-    def test_batches(self, batch_size: int) -> Iterator[tuple]:
-        for start in range(0, len(self.y_test), batch_size):
-            yield (self.normalize(self.x_test[start:start + batch_size]),
-                   self.y_test[start:start + batch_size])
-
-    def calibration_batches(self, batch_size: int, count: int, seed: int) -> Iterator:
-        """Un-augmented, normalised training images (never test) for int8 calibration."""
-        rng = np.random.default_rng(seed)
-        idx = rng.permutation(len(self.y_train))[: batch_size * count]
-        for start in range(0, len(idx), batch_size):
-            yield self.normalize(self.x_train[idx[start:start + batch_size]])
-
-
-def augment(x, generator, padding: int = 4):
-    """Random crop (zero padding `padding`) and horizontal flip of a uint8 batch, on its device.
-
-    One gather for the whole batch: each image gets its own (dy, dx) offset into its padded copy,
-    a random half read their columns mirrored. Shapes, dtype and order are kept.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    b, c, h, w = x.shape
-    width = w + 2 * padding
-    padded = F.pad(x, (padding,) * 4).view(b, c, -1)
-    dev = generator.device
-    offsets = torch.randint(0, 2 * padding + 1, (b, 2), generator=generator, device=dev).to(x.device)
-    flips = torch.rand(b, generator=generator, device=dev).to(x.device) < 0.5
-    rows = offsets[:, 0:1] + torch.arange(h, device=x.device)
-    cols = offsets[:, 1:2] + torch.arange(w, device=x.device)
-    cols = torch.where(flips.view(b, 1), cols.flip(-1), cols)
-    index = (rows.view(b, h, 1) * width + cols.view(b, 1, w)).view(b, 1, h * w)
-    return padded.gather(2, index.expand(b, c, h * w)).view(b, c, h, w)

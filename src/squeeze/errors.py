@@ -7,3 +7,7 @@ keeps its traceback. Kept free of imports so that catching it costs nothing.
 
 class SqueezeError(Exception):
     """A failure the user can fix from its message alone."""
+
+
+class DataError(SqueezeError, ValueError):
+    """Bad or unreadable data; the message is one line for the user."""

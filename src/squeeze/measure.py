@@ -1,4 +1,4 @@
-"""Counting, scoring, accuracy and latency.
+"""Counting, scoring and latency (accuracy: evaluation.py).
 
 Counting convention (the thop convention, which reproduces the study's baseline score exactly):
 - `params`: every parameter; `nonzero_params`: those that are not exactly zero.
@@ -10,7 +10,6 @@ score = nonzero_params * (q_w/32) / 5.6e6 + ops * max(q_w, q_a) / 32 / 2.8e8   (
 """
 from __future__ import annotations
 
-import platform
 import statistics
 import time
 
@@ -96,26 +95,17 @@ def score_seed(structured: float, unstructured: float, quant: str) -> float:
             + BASELINE_OPS * (1 - p_s) * max(q_w, q_a) / 32 / REFERENCE_OPS)
 
 
+def model_counts(model: nn.Module) -> dict:
+    """params, nonzero_params and ops of a float model: what every metrics file records."""
+    return {"params": count_params(model), "nonzero_params": count_nonzero(model),
+            "ops": count_ops(model)}
+
+
 def counts(model: nn.Module) -> dict:
-    """params, nonzero_params, ops and the fp32/fp16/int8 scores of a float model."""
-    nonzero, ops = count_nonzero(model), count_ops(model)
-    return {"params": count_params(model), "nonzero_params": nonzero, "ops": ops,
-            "score": {q: round(score(nonzero, ops, q), 6) for q in BITS}}
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, batches, device=None, dtype=None) -> float:
-    """Top-1 accuracy (fraction) over (x, y) batches; x cast to `dtype` when given."""
-    model.eval()
-    correct = total = 0
-    for x, y in batches:
-        if device is not None:
-            x, y = x.to(device), y.to(device)
-        if dtype is not None:
-            x = x.to(dtype)
-        correct += int((model(x).argmax(1) == y).sum())
-        total += len(y)
-    return correct / max(total, 1)
+    """model_counts and the fp32/fp16/int8 scores of a float model."""
+    found = model_counts(model)
+    return {**found, "score": {q: round(score(found["nonzero_params"], found["ops"], q), 6)
+                               for q in BITS}}
 
 
 @torch.no_grad()
@@ -137,14 +127,3 @@ def latency_ms(model: nn.Module, batch_size: int, threads: int, warmup: int, rep
         return statistics.median(times) * 1000 / batch_size
     finally:
         torch.set_num_threads(previous)
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()

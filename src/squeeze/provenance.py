@@ -13,28 +13,15 @@ from typing import Any, Mapping, Sequence
 
 from . import profiles
 from .config import (DataConfig, Int8Config, ModelConfig, StructuredConfig, TrainConfig,
-                     UnstructuredConfig, grid, section)
+                     UnstructuredConfig, dotted_get, grid, section)
 
 SOFTWARE = ("torch", "torchvision", "torch-pruning", "dvc")
-_MISSING = object()
-
-
-def dotted_get(params: Mapping, key: str) -> Any:
-    """params["a"]["b"] for "a.b"; _MISSING where a part is absent."""
-    node: Any = params
-    for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return _MISSING
-        node = node[part]
-    return node
-
-
 def matching_profiles(params: Mapping, directory: Path = profiles.PROFILE_DIR) -> list[str]:
     """Names of the profiles every override of which params holds (data.* aside: --data sets it)."""
     names = []
     for path in sorted(Path(directory).glob("*.yaml")):
         overrides = profiles.load(path.stem, Path(directory))
-        if all(dotted_get(params, key) == value for key, value in overrides.items()
+        if all(dotted_get(params, key, None) == value for key, value in overrides.items()
                if not key.startswith("data.")):
             names.append(path.stem)
     return names
@@ -88,7 +75,7 @@ def describe(params: Mapping, prepared: Mapping, rows: Sequence[Mapping],
                                    "finetune.unstructured")
     structured = StructuredConfig.from_params(section(params, "prune.structured"))
     unstructured = UnstructuredConfig.from_params(section(params, "prune.unstructured"))
-    _, _, types = grid(params)
+    structured_amounts, unstructured_amounts, types = grid(params)
     int8 = Int8Config.from_params(section(params, "quantize.int8"))
 
     matched = matching_profiles(params, profiles_dir)
@@ -103,6 +90,7 @@ def describe(params: Mapping, prepared: Mapping, rows: Sequence[Mapping],
                   f"{int8.calibration_batch_size} calibration images)")
     machines = sorted({f"{r['cpu']}, {r['latency_threads']} threads" for r in rows
                        if r.get("cpu")})
+    computed = sorted({f"{r['device']} ({r['device_name']})" for r in rows if r.get("device")})
     return [
         ("profile", profile),
         ("data", f"{source}: {prepared['train_images']:,} train / "
@@ -112,10 +100,11 @@ def describe(params: Mapping, prepared: Mapping, rows: Sequence[Mapping],
         ("structured fine-tune", _recipe(ft_s)),
         ("unstructured fine-tune", _recipe(ft_u)),
         ("pruning", f"structured {structured.criterion} {structured.scope} at "
-                    f"{_amounts(structured.amounts)}; unstructured magnitude {unstructured.scope} "
-                    f"at {_amounts(unstructured.amounts)}"),
+                    f"{_amounts(structured_amounts)}; unstructured magnitude {unstructured.scope} "
+                    f"at {_amounts(unstructured_amounts)}"),
         ("quantization", quant),
         ("training time (measured)", training_time(curves)),
+        ("accuracy computed on", "; ".join(computed) or "unknown"),
         ("latency measured on", "; ".join(machines) or "unknown"),
         ("software (at report time)", software_versions()),
     ]

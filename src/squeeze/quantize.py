@@ -4,8 +4,8 @@ fp16: weights and activations in half precision. On CUDA the model runs in fp16.
   weights are rounded to fp16 and the model runs in fp32: fp16 CPU kernels are slow and not
   representative of deployment, while the rounding carries the whole accuracy effect of fp16
   weights (activation rounding is not emulated on CPU).
-int8: static post-training quantization with torch.ao FX graph mode, x86 backend (fbgemm/onednn
-  kernels): per-channel symmetric int8 weights, per-tensor affine uint8 activations, observers
+int8: static post-training quantization with torch.ao FX graph mode on the engine
+  `quantize.int8.engine` names (default x86: fbgemm/onednn kernels): per-channel symmetric int8 weights, per-tensor affine uint8 activations, observers
   calibrated on training batches (never test). Chosen over torchao PT2E + X86InductorQuantizer
   because FX runs on real int8 CPU kernels eagerly, with no torch.compile step per model (minutes
   on a 2-core machine, times 25 models) and no C++ toolchain at run time. Symmetric weights keep a
@@ -27,21 +27,21 @@ from . import checkpoint, models
 from .config import ACTIVATION_OBSERVERS
 from .errors import SqueezeError
 
-INT8_ENGINE = "x86"
+DEFAULT_ENGINE = "x86"
 
 
 class QuantizationError(SqueezeError, RuntimeError):
     """A quantization that cannot be done here; the message is one line for the user."""
 
 
-def int8_engine() -> str:
-    """The int8 CPU backend, or a one-line error where this machine has none."""
-    engines = torch.backends.quantized.supported_engines
-    for engine in (INT8_ENGINE, "fbgemm"):
-        if engine in engines:
-            return engine
-    raise QuantizationError(f"int8 needs an x86 (fbgemm) quantized CPU backend; this torch has "
-                            f"{engines}; drop int8 from quantize.types on this machine")
+def check_engine(engine: str = DEFAULT_ENGINE) -> str:
+    """`engine` if this torch has it, else a one-line error naming the ones it has."""
+    engines = [e for e in torch.backends.quantized.supported_engines if e != "none"]
+    if engine not in engines:
+        raise QuantizationError(
+            f"quantize.int8.engine = {engine!r} is not available in this torch; it has "
+            f"{', '.join(engines) or 'none'}: set one of those, or drop int8 from quantize.types")
+    return engine
 
 
 @torch.no_grad()
@@ -70,11 +70,11 @@ def _qconfig_mapping(engine: str, activation_observer: str):
     return get_default_qconfig_mapping(engine).set_global(qconfig)
 
 
-def _prepare_int8(float_model: nn.Module, activation_observer: str = "histogram"):
+def _prepare_int8(float_model: nn.Module, activation_observer: str = "histogram",
+                  engine: str = DEFAULT_ENGINE):
     from torch.ao.quantization.quantize_fx import prepare_fx
 
-    engine = int8_engine()
-    torch.backends.quantized.engine = engine
+    torch.backends.quantized.engine = check_engine(engine)
     example = (torch.zeros(1, 3, 32, 32),)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao deprecation notices, once per model
@@ -92,9 +92,9 @@ def _convert(prepared):
 
 @torch.no_grad()
 def to_int8(float_model: nn.Module, calibration: Iterable[torch.Tensor],
-            activation_observer: str = "histogram") -> nn.Module:
+            activation_observer: str = "histogram", engine: str = DEFAULT_ENGINE) -> nn.Module:
     """Static int8 PTQ: observe activation ranges on `calibration` batches, then convert."""
-    prepared = _prepare_int8(float_model, activation_observer)
+    prepared = _prepare_int8(float_model, activation_observer, engine)
     seen = 0
     for x in calibration:
         prepared(x.cpu())
@@ -105,7 +105,7 @@ def to_int8(float_model: nn.Module, calibration: Iterable[torch.Tensor],
 
 
 def quantize(model: nn.Module, quant: str, calibration: Iterable[torch.Tensor] | None = None,
-             activation_observer: str = "histogram") -> nn.Module:
+             activation_observer: str = "histogram", engine: str = DEFAULT_ENGINE) -> nn.Module:
     """The model in `quant` form (fp32 returns it unchanged; fp16 rounds weights in place)."""
     if quant == "fp32":
         return model
@@ -114,12 +114,13 @@ def quantize(model: nn.Module, quant: str, calibration: Iterable[torch.Tensor] |
     if quant == "int8":
         if calibration is None:
             raise QuantizationError("int8 needs calibration batches")
-        return to_int8(model, calibration, activation_observer)
+        return to_int8(model, calibration, activation_observer, engine)
     raise QuantizationError(f"unknown quantization type {quant!r}; allowed: fp32, fp16, int8")
 
 
 def save_quantized(path, qmodel: nn.Module, spec: models.ResNetSpec, quant: str, config: dict,
-                   metrics: dict) -> None:
+                   engine: str | None = None) -> None:
+    """engine: the int8 engine the model was converted for (loading converts for the same)."""
     # the state dict itself, not a copy: its _metadata carries the module versions that the
     # quantized modules need to read their packed weights back
     state = qmodel.cpu().state_dict()
@@ -128,7 +129,7 @@ def save_quantized(path, qmodel: nn.Module, spec: models.ResNetSpec, quant: str,
             if value.is_floating_point():
                 state[key] = value.half()
     checkpoint.save(path, {"kind": f"quantized-{quant}", "quant": quant, "state_dict": state,
-                           "spec": spec.to_dict(), "config": config, "metrics": metrics})
+                           "spec": spec.to_dict(), "config": config, "engine": engine})
 
 
 def load_quantized(path) -> tuple[nn.Module, dict]:
@@ -140,7 +141,8 @@ def load_quantized(path) -> tuple[nn.Module, dict]:
     try:
         spec = models.ResNetSpec.from_dict(payload["spec"])
         if quant == "int8":
-            model = _convert(_prepare_int8(models.build(spec)))
+            engine = payload.get("engine") or DEFAULT_ENGINE
+            model = _convert(_prepare_int8(models.build(spec), engine=engine))
             model.load_state_dict(payload["state_dict"])
         else:
             state = {k: (v.float() if v.is_floating_point() else v)

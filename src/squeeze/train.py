@@ -1,11 +1,11 @@
 """fit(): the one training loop, used by the baseline and by every fine-tune.
 
 SGD with momentum and weight decay, cosine (or constant) learning rate per epoch, cross-entropy.
-Each epoch ends with a test-accuracy measurement (logged only, never used to select: the last
-epoch is kept) and an atomic resume checkpoint, so a killed run loses at most one epoch and,
+Each epoch ends with a test-accuracy measurement (evaluation.accuracy, the same function and
+numerics as every other measurement; logged only, never used to select: the last epoch is kept) and an atomic resume checkpoint, so a killed run loses at most one epoch and,
 on CPU with the same seed, resumes to bit-identical final weights.
 
-On CUDA: channels_last memory format and bf16 autocast, purely for speed.
+On CUDA: channels_last memory format and bf16 autocast for the training steps, purely for speed.
 """
 from __future__ import annotations
 
@@ -24,26 +24,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import checkpoint
+from .batches import DeviceData
 from .config import TrainConfig
-from .data import DeviceData
 from .errors import SqueezeError
-from .history import HISTORY_COLUMNS, write_history  # noqa: F401 (train.write_history)
+from .evaluation import accuracy
+from .history import write_history
 
 
 class TrainingDiverged(SqueezeError, RuntimeError):
     """The loss stopped being finite; the message names the epoch and suggests a fix."""
-
-
-def pick_device(requested: str | None = None) -> torch.device:
-    """`requested`, or SQUEEZE_DEVICE, or the best available: cuda, then mps, then cpu."""
-    requested = requested or os.environ.get("SQUEEZE_DEVICE")
-    if requested:
-        return torch.device(requested)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 @dataclass
@@ -55,11 +44,22 @@ class FitResult:
     def last(self) -> dict:
         return self.history[-1] if self.history else {}
 
+    def summary(self) -> dict:
+        """What a stage's metrics file records of its training: epochs, measured seconds (epochs
+        before a resume included), median images/s."""
+        speeds = sorted(row["images_per_second"] for row in self.history)
+        return {"epochs": len(self.history),
+                "train_seconds": round(sum(row["epoch_seconds"] for row in self.history), 3),
+                "images_per_second": speeds[len(speeds) // 2] if speeds else None}
 
-def fingerprint(cfg: TrainConfig, model: nn.Module, extra: dict | None = None) -> str:
-    """Identifies a run: a resume checkpoint is used only by the run that wrote it."""
+
+def fingerprint(cfg: TrainConfig, model: nn.Module, device: torch.device,
+                extra: dict | None = None) -> str:
+    """Identifies a run: a resume checkpoint is used only by the run that wrote it, on the same
+    kind of device with the same torch (RNG states differ in size between devices)."""
     spec = getattr(model, "spec", None)
     blob = json.dumps({"cfg": asdict(cfg), "spec": spec.to_dict() if spec else None,
+                       "device": torch.device(device).type, "torch": torch.__version__,
                        "extra": extra or {}}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -98,7 +98,7 @@ def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, *, name: str,
     generator = torch.Generator(device=device)
     generator.manual_seed(cfg.seed)
     result = FitResult()
-    run_id = fingerprint(cfg, model, fingerprint_extra)
+    run_id = fingerprint(cfg, model, device, fingerprint_extra)
     start_epoch = _try_resume(resume_path, run_id, model, optimizer, scheduler, generator, result)
     if constraint is not None:
         constraint(model)
@@ -137,7 +137,7 @@ def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, *, name: str,
         seconds = time.perf_counter() - started
         row = {"epoch": epoch + 1, "train_loss": round(train_loss, 6),
                "train_accuracy": round(int(correct) / seen, 6),
-               "test_accuracy": round(evaluate(model, data), 6), "lr": lr,
+               "test_accuracy": round(accuracy(model, data), 6), "lr": lr,
                "epoch_seconds": round(seconds, 3), "images_per_second": round(seen / seconds, 1)}
         result.history.append(row)
         print(f"{name} epoch {row['epoch']}/{cfg.epochs} loss {row['train_loss']:.4f} "
@@ -151,19 +151,6 @@ def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, *, name: str,
         Path(resume_path).unlink(missing_ok=True)
     model.to(memory_format=torch.contiguous_format)
     return result
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, data: DeviceData, batch_size: int = 1000) -> float:
-    """Test accuracy (fraction) on the device data."""
-    model.eval()
-    correct = 0
-    for x, y in data.test_batches(batch_size):
-        if data.device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(data.device.type, dtype=torch.bfloat16, enabled=data.device.type == "cuda"):
-            correct += int((model(x).argmax(1) == y).sum())
-    return correct / len(data.y_test)
 
 
 def _save_resume(path, run_id, epoch, model, optimizer, scheduler, generator, result) -> None:

@@ -5,6 +5,9 @@ with the order rotated each round), so that load from other processes falls on b
 speedup is the median of the per-round ratios. Timings follow the usual rules: warm-up, a fixed
 thread count, stated batch size and device, medians of repeats. Each function returns a plain
 dict for reports/bench.json; nothing here decides pass or fail on time.
+
+A plain module beside scripts/bench.py, not part of the squeeze package: the pipeline never
+imports it (tests reach it through pytest's `pythonpath = ["scripts"]`).
 """
 from __future__ import annotations
 
@@ -29,8 +32,12 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from . import data, measure, models, prune, quantize, train
-from .config import TrainConfig, grid, load_params
+from squeeze import data, measure, models, prune, quantize, train
+from squeeze import device as devices
+from squeeze.batches import DeviceData
+from squeeze.config import TrainConfig, dotted_get, dotted_set, grid, load_params
+from squeeze.errors import DataError
+from squeeze.prepared import Dataset
 
 
 # ---- timing ---------------------------------------------------------------------------------
@@ -86,9 +93,9 @@ def environment(threads: int) -> dict:
     """What the figures were measured on: machine, threads, versions, date, load."""
     import torchvision
 
-    device = train.pick_device()
+    device = devices.pick()
     env = {
-        "machine": measure.cpu_name(), "platform": platform.platform(),
+        "machine": devices.cpu_name(), "platform": platform.platform(),
         "cpu_count": os.cpu_count(), "threads": threads,
         "torch": torch.__version__, "torchvision": torchvision.__version__,
         "python": platform.python_version(),
@@ -154,10 +161,10 @@ def extract_train_split(archive: Path, dest: Path) -> Path:
     for candidate in (dest / "train", *dest.glob("*/train")):
         if candidate.is_dir():
             return candidate
-    raise data.DataError(f"{archive}: no train/ folder in the archive")
+    raise DataError(f"{archive}: no train/ folder in the archive")
 
 
-def data_path(ds: data.Dataset, mean, std, *, batch_size: int = 128, batches_per_round: int = 40,
+def data_path(ds: Dataset, mean, std, *, batch_size: int = 128, batches_per_round: int = 40,
               rounds: int = 5, workers: int = 2, threads: int = 1, settle: float = 1.0,
               imagefolder: Path | None = None) -> dict:
     """Augmented training batches per second: squeeze's tensor-resident pipeline against a
@@ -171,7 +178,7 @@ def data_path(ds: data.Dataset, mean, std, *, batch_size: int = 128, batches_per
     workers' prefetching does not run during squeeze's turn; the DataLoader starts each turn with
     its prefetched batches ready (2 per worker), which favours it.
     """
-    device_data = data.DeviceData(ds, mean, std, "cpu")
+    device_data = DeviceData(ds, mean, std, "cpu")
     generator = torch.Generator().manual_seed(0)
     transform = conventional_transform(mean, std)
     loaders = {"dataloader": conventional_loader(ArrayImages(ds.x_train, ds.y_train, transform),
@@ -209,27 +216,21 @@ def pruned_model(width: int, structured: float, seed: int = 0) -> models.ResNet1
     return prune.prune_filters(model, structured).eval() if structured else model
 
 
-@contextmanager
-def using_int8_engine(engine: str) -> Iterator[None]:
-    """Quantize and run with another quantized CPU engine (x86, fbgemm, onednn) for the duration."""
-    saved = quantize.INT8_ENGINE, torch.backends.quantized.engine
-    quantize.INT8_ENGINE = engine
-    torch.backends.quantized.engine = engine
-    try:
-        yield
-    finally:
-        quantize.INT8_ENGINE, torch.backends.quantized.engine = saved
-
-
 def calibration_inputs(batches: int = 4, batch_size: int = 32, seed: int = 0) -> list[torch.Tensor]:
     """Normalised-image-like inputs; int8 kernel speed does not depend on their values."""
     g = torch.Generator().manual_seed(seed)
     return [torch.randn(batch_size, 3, 32, 32, generator=g) for _ in range(batches)]
 
 
-def to_int8(model: torch.nn.Module, engine: str = quantize.INT8_ENGINE) -> torch.nn.Module:
-    with using_int8_engine(engine):
-        return quantize.to_int8(copy.deepcopy(model), calibration_inputs())
+def to_int8(model: torch.nn.Module, engine: str = quantize.DEFAULT_ENGINE) -> torch.nn.Module:
+    """An int8 copy of `model` for `engine` (x86, fbgemm, onednn). Quantizing selects the engine
+    in torch.backends.quantized; the caller's selection is put back (latencies() selects each
+    model's engine before every call)."""
+    saved = torch.backends.quantized.engine
+    try:
+        return quantize.to_int8(copy.deepcopy(model), calibration_inputs(), engine=engine)
+    finally:
+        torch.backends.quantized.engine = saved
 
 
 def _latency_calls(named_models: dict[str, tuple[torch.nn.Module, str | None]],
@@ -294,7 +295,7 @@ def int8_latency(*, width: int = 64, structured: tuple[float, ...] = (0, 0.5),
         return out
 
     return {"width": width, "threads": threads, "warmup": warmup, "repeats": repeats,
-            "default_engine": quantize.INT8_ENGINE,
+            "default_engine": quantize.DEFAULT_ENGINE,
             "ms_per_image": {f"b{b}": {n: _ms_per_image(t, b) for n, t in per_model.items()}
                              for b, per_model in times.items()},
             "speedup": ratios(lambda s: f"fp32-s{s:g}"),
@@ -330,13 +331,13 @@ def structured_latency(*, width: int = 64, amounts: tuple[float, ...] = (0, 0.1,
 
 # ---- 4. training throughput ---------------------------------------------------------------
 
-def training_throughput(ds: data.Dataset, mean, std, *, width: int, cfg: TrainConfig,
+def training_throughput(ds: Dataset, mean, std, *, width: int, cfg: TrainConfig,
                         images: int, epochs: int = 2, test_images: int = 100,
                         device: str | None = None, threads: int = 2) -> dict:
     """Images/s of fit() on this machine's device: `images` training images per epoch; the first
     epoch is warm-up and not counted when there are more."""
     subset = data.subset(ds, images, test_images, seed=0)
-    device_data = data.DeviceData(subset, mean, std, train.pick_device(device))
+    device_data = DeviceData(subset, mean, std, devices.pick(device))
     torch.manual_seed(cfg.seed)
     model = models.build(models.ResNetSpec.resnet18(width))
     with fixed_threads(threads), redirect_stdout(io.StringIO()):
@@ -355,11 +356,7 @@ def with_overrides(params: dict, overrides: dict) -> dict:
     """A copy of params with dotted-key overrides (`train.epochs: 1`) applied."""
     out = copy.deepcopy(params)
     for dotted, value in overrides.items():
-        node = out
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
+        dotted_set(out, dotted, value)
     return out
 
 
@@ -371,7 +368,7 @@ TINY_PIPELINE = {
     "finetune.structured.epochs": 1, "finetune.structured.batch_size": 32,
     "finetune.unstructured.epochs": 1, "finetune.unstructured.batch_size": 32,
     "quantize.int8.calibration_batches": 1, "quantize.int8.calibration_batch_size": 16,
-    "evaluate.batch_size": 32, "evaluate.latency_warmup": 0, "evaluate.latency_repeats": 1,
+    "evaluate.latency_warmup": 0, "evaluate.latency_repeats": 1,
 }
 
 
@@ -409,11 +406,8 @@ def set_params(path: Path, overrides: dict) -> dict:
     round_trip = YAML()  # keeps comments; ruamel's round-trip loader builds no arbitrary objects
     document = round_trip.load(path.read_text())
     for dotted, value in overrides.items():
-        node = document
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node[key]
-        node[leaf] = value
+        parent, _, leaf = dotted.rpartition(".")
+        (dotted_get(document, parent) if parent else document)[leaf] = value
     with open(path, "w") as fh:
         round_trip.dump(document, fh)
     return load_params(path)

@@ -1,0 +1,28 @@
+"""Step train: a fresh ResNet-18 trained with the study's recipe; the last epoch is kept."""
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from .. import checkpoint, models, train
+from ..config import ModelConfig, TrainConfig
+from ..fsutil import write_json
+from .common import file_sha256, load_data, measured, on, to_cpu
+
+
+def run(model_cfg: ModelConfig, train_cfg: TrainConfig, data_path: Path, out: Path,
+        out_metrics: Path, log_path: Path, resume_path: Path, device: str | None = None) -> dict:
+    data = load_data(data_path, device)
+    torch.manual_seed(train_cfg.seed)
+    model = models.build(models.ResNetSpec.resnet18(model_cfg.width, model_cfg.num_classes))
+    result = train.fit(model, data, train_cfg, name="baseline", log_path=log_path,
+                       resume_path=resume_path,
+                       fingerprint_extra={"data": file_sha256(data_path)})
+    metrics = {"accuracy": measured(model, data), **result.summary(), **on(data)}
+    checkpoint.save_model(out, to_cpu(model),
+                          {"model": asdict(model_cfg), "train": asdict(train_cfg)},
+                          epoch=train_cfg.epochs)
+    write_json(out_metrics, metrics)
+    return metrics

@@ -1,0 +1,74 @@
+"""Step quantize@<s>-<u>-<q>: post-training quantization of one model, and its measurement:
+accuracy, counts, scores, latency, file size."""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import torch
+
+from .. import checkpoint, device as devices, measure, prune, quantize
+from ..batches import DeviceData
+from ..config import EvaluateConfig, Int8Config
+from ..evaluation import accuracy
+from ..fsutil import write_json
+from ..names import model_name
+
+# what each type's accuracy is computed in, by device type (see quantize.py)
+PRECISION = {("fp32", "cpu"): "fp32", ("fp32", "cuda"): "fp32",
+             ("fp16", "cpu"): "fp16-rounded weights, fp32 compute", ("fp16", "cuda"): "fp16",
+             ("int8", "cpu"): "int8"}
+
+
+def run(structured: float, unstructured: float, quant: str, int8_cfg: Int8Config | None,
+        eval_cfg: EvaluateConfig, base: Path, data_path: Path, out_model: Path, out_metrics: Path,
+        device: str | None = None) -> dict:
+    """int8_cfg: the quantize.int8 section (None for fp32 and fp16, which have no settings)."""
+    if quant == "int8":
+        quantize.check_engine(int8_cfg.engine)  # one line before any work where it is missing
+    float_model, _ = checkpoint.load_model(base)
+    float_model.eval()
+    spec = float_model.spec
+    counts = measure.model_counts(float_model)
+    sparsity = prune.sparsity(float_model)
+    # accuracy runs where it is real: int8 on its CPU kernels, the others on the fastest device
+    data = DeviceData.from_file(data_path, torch.device("cpu") if quant == "int8"
+                                else devices.pick(device))
+    if quant == "int8":
+        calibration = data.calibration_batches(int8_cfg.calibration_batch_size,
+                                               int8_cfg.calibration_batches, seed=0)
+        qmodel = quantize.quantize(copy.deepcopy(float_model), quant, calibration,
+                                   int8_cfg.activation_observer, int8_cfg.engine)
+    else:
+        qmodel = quantize.quantize(copy.deepcopy(float_model), quant)
+    acc = _accuracy(qmodel, data, quant)
+    quantize.save_quantized(out_model, qmodel.cpu(), spec, quant,
+                            {"structured": structured, "unstructured": unstructured},
+                            engine=int8_cfg.engine if quant == "int8" else None)
+    latency = {f"latency_ms_b{b}": round(measure.latency_ms(
+        qmodel.cpu(), b, eval_cfg.latency_threads, eval_cfg.latency_warmup,
+        eval_cfg.latency_repeats), 4) for b in (1, 32)}
+    q_w, q_a = measure.bits(quant)
+    metrics = {
+        "model": model_name(structured, unstructured, quant),
+        "structured": structured, "unstructured": unstructured, "quant": quant,
+        "accuracy": round(acc, 6), **devices.describe(data.device),
+        "precision": PRECISION[(quant, data.device.type)] if data.device.type in ("cpu", "cuda")
+        else quant,
+        **counts, "sparsity": round(sparsity, 6), "q_w": q_w, "q_a": q_a,
+        "score": round(measure.score(counts["nonzero_params"], counts["ops"], quant), 6),
+        "score_seed": round(measure.score_seed(structured, unstructured, quant), 6),
+        **latency, "latency_threads": eval_cfg.latency_threads, "cpu": devices.cpu_name(),
+        "size_bytes": os.path.getsize(out_model), "spec": spec.to_dict(),
+    }
+    write_json(out_metrics, metrics)
+    return metrics
+
+
+def _accuracy(model, data: DeviceData, quant: str) -> float:
+    model.to(data.device)
+    if quant == "fp16" and data.device.type == "cuda":
+        # on CUDA fp16 runs for real: half weights, half activations
+        return accuracy(copy.deepcopy(model).half(), data, dtype=torch.float16)
+    return accuracy(model, data)
