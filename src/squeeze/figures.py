@@ -63,8 +63,14 @@ def _float_rows(rows: Sequence[Mapping]) -> list[Mapping]:
 def _tradeoff_axes(ax: "Axes", title: str, score: str = "score") -> None:
     label = ("score, measured (log; lower is better)" if score == "score" else
              "score, the study's nominal formula (log; lower is better)")
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     ax.set(title=title, xlabel=label, ylabel="test accuracy")
     ax.set_xscale("log")
+    # 1-2-5 ticks as plain numbers: a short log axis gets labels that neither vanish nor overlap
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.grid(alpha=0.3)
 
 
@@ -78,7 +84,10 @@ def figure_finetune_loss(report: Report) -> "Figure":
     runs = [r for r in report.curves if r["stage"] == "structured"]
     for structured, rows in _by(runs, "structured").items():
         _line(ax, rows, "epoch", "train_loss", label=f"structured {structured:g}")
+    from matplotlib.ticker import MaxNLocator
+
     ax.set(title="Fine-tune loss after structured pruning", xlabel="epoch", ylabel="train loss")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     _note_if_empty(ax, "structured fine-tune")
     _legend(ax)
     return fig
@@ -189,9 +198,12 @@ def figure_training_curves(report: Report) -> "Figure":
     for run, rows in runs.items():
         _line(ax, rows, "epoch", "test_accuracy", label=run,
               **run_style(rows[0], structured, unstructured))
+    from matplotlib.ticker import MaxNLocator
+
     ax.set(title="Test accuracy per epoch: baseline and every fine-tune\n"
                  "(colour: structured amount; line and marker: unstructured amount)",
-           xlabel="epoch", ylabel="test accuracy")
+           xlabel="epoch (of each run)", ylabel="test accuracy")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     _note_if_empty(ax, "training log")
     _legend(ax, fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1),
             ncols=2 if len(runs) > 16 else 1)  # beside the axes: a full grid has 31 runs
