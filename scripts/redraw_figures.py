@@ -1,0 +1,65 @@
+"""Redraw a report's PNG figures from its two CSV files, with this checkout's figures.py.
+
+    python scripts/redraw_figures.py REPORT_DIR [--out DIR]
+
+REPORT_DIR holds tradeoff.csv and training_curves.csv as the report stage writes them (or as the
+2026-11-29 report did, whose `accuracy_before_finetune` column is read as the accuracies right
+after pruning). For archived runs (reports/runs/), whose pipeline is not rerun.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+from squeeze import figures, report
+
+
+def _value(text: str):
+    if text == "":
+        return None
+    if text in ("true", "false"):
+        return text == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return [{k: _value(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+def upgrade(rows: list[dict]) -> list[dict]:
+    """Rows of an older tradeoff.csv with the joined columns of today's report."""
+    if not rows or "accuracy_pruned_structured" in rows[0]:
+        return rows
+    by_float = {(r["structured"], r["unstructured"]): r for r in rows if r["quant"] == "fp32"}
+    out = []
+    for row in rows:
+        s, u = row["structured"], row["unstructured"]
+        structured_base = by_float.get((s, 0), {})
+        out.append({**row,
+                    "accuracy_pruned_structured": (structured_base.get("accuracy_before_finetune")
+                                                   if s else row["accuracy_float"]),
+                    "accuracy_pruned_unstructured": (row["accuracy_before_finetune"]
+                                                     if u else None)})
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("report_dir", type=Path)
+    parser.add_argument("--out", type=Path, help="default: REPORT_DIR/figures")
+    args = parser.parse_args()
+    result = report.Report(rows=upgrade(read_rows(args.report_dir / "tradeoff.csv")),
+                           curves=read_rows(args.report_dir / "training_curves.csv"))
+    for path in figures.write_figures(result, args.out or args.report_dir / "figures"):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()
