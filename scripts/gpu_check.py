@@ -154,7 +154,7 @@ def run(archive: Path, outdir: Path, work: Path, tiny: bool, budget: float, max_
                                   outdir / f"s{STRUCTURED:g}.csv", work / "prune-resume.pt")
     seconds["prune_finetune"] = time.perf_counter() - mark
     summary[f"s{STRUCTURED:g}"] = {"finetune_epochs": cfg["finetune"].epochs,
-                                   "accuracy_before_finetune": round(metrics["accuracy_pruned"], 4),
+                                   "accuracy_pruned": round(metrics["accuracy_pruned"], 4),
                                    "accuracy": round(metrics["accuracy"], 4), "quantized": {}}
 
     mark = time.perf_counter()

@@ -227,3 +227,17 @@ def test_from_state_missing_key():
     del state["linear.bias"]
     with pytest.raises(ValueError, match="lack 'linear.bias'"):
         models.from_state(ResNetSpec.resnet18(4), state)
+
+
+# ---- the machine a figure was measured on ---------------------------------------------------------
+
+def test_cpu_name_names_the_vector_units(tmp_path):
+    from squeeze.device import cpu_name
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse avx avx2 fma "
+                    "avx512f avx512_vnni\n\nprocessor\t: 1\nmodel name\t: AMD EPYC\n")
+    assert cpu_name(str(info)) == "AMD EPYC [avx2 avx512f avx512_vnni]"
+    info.write_text("model name\t: AMD EPYC\nflags\t\t: fpu avx avx2\n")
+    assert cpu_name(str(info)) == "AMD EPYC [avx2]"
+    assert cpu_name(str(tmp_path / "missing")) not in ("", None)
