@@ -35,8 +35,8 @@ import torch  # noqa: E402
 from squeeze import data, models, prepared, train  # noqa: E402
 from squeeze import device as devices  # noqa: E402
 from squeeze.batches import DeviceData  # noqa: E402
-from squeeze.config import (EvaluateConfig, Int8Config, ModelConfig, StructuredConfig,  # noqa: E402
-                            TrainConfig, load_params, section)
+from squeeze.config import (EvaluateConfig, FinetuneConfig, Int8Config,  # noqa: E402
+                            ModelConfig, StructuredConfig, TrainConfig, load_params, section)
 from squeeze.fsutil import write_json  # noqa: E402
 from squeeze.steps import baseline as baseline_step  # noqa: E402
 from squeeze.steps import quantized as quantized_step  # noqa: E402
@@ -52,7 +52,7 @@ def configs(params: dict, tiny: bool) -> dict:
         "model": ModelConfig.from_params(section(params, "model")),
         "train": TrainConfig.from_params(section(params, "train")),
         "prune": StructuredConfig.from_params(section(params, "prune.structured")),
-        "finetune": replace(TrainConfig.from_params(section(params, "finetune.structured"),
+        "finetune": replace(FinetuneConfig.from_params(section(params, "finetune.structured"),
                                                     "finetune.structured"), epochs=1),
         "int8": Int8Config.from_params(section(params, "quantize.int8")),
         "evaluate": EvaluateConfig.from_params(section(params, "evaluate")),

@@ -1,6 +1,6 @@
 """Stage prune_structured@<s>: filter pruning of the baseline at amount s, then a fine-tune."""
 from squeeze import cli
-from squeeze.config import StructuredConfig, TrainConfig, amount_arg, section
+from squeeze.config import FinetuneConfig, StructuredConfig, amount_arg, section
 
 PARAMS = ("prune.structured.scope", "prune.structured.criterion", "finetune.structured")
 
@@ -10,7 +10,7 @@ def main(args, params):
 
     amount = amount_arg(args.amount, "prune.structured.amounts")
     print(structured.run(amount, StructuredConfig.from_params(section(params, "prune.structured")),
-                         TrainConfig.from_params(section(params, "finetune.structured"),
+                         FinetuneConfig.from_params(section(params, "finetune.structured"),
                                                  "finetune.structured"),
                          args.base, args.data, args.out, args.out_metrics, args.out_log,
                          args.resume))

@@ -1,6 +1,6 @@
 """Stage prune_unstructured@<s>-<u>: magnitude pruning of a structured model, then a fine-tune."""
 from squeeze import cli
-from squeeze.config import TrainConfig, UnstructuredConfig, amount_arg, section
+from squeeze.config import FinetuneConfig, UnstructuredConfig, amount_arg, section
 
 PARAMS = ("prune.unstructured.scope", "finetune.unstructured")
 
@@ -11,7 +11,7 @@ def main(args, params):
     print(unstructured.run(amount_arg(args.structured, "prune.structured.amounts"),
                            amount_arg(args.amount, "prune.unstructured.amounts"),
                            UnstructuredConfig.from_params(section(params, "prune.unstructured")),
-                           TrainConfig.from_params(section(params, "finetune.unstructured"),
+                           FinetuneConfig.from_params(section(params, "finetune.unstructured"),
                                                    "finetune.unstructured"),
                            args.base, args.data, args.out, args.out_metrics, args.out_log,
                            args.resume))

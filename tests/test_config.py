@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from squeeze import config
-from squeeze.config import (ConfigError, DataConfig, EvaluateConfig, Int8Config, ModelConfig,
-                            StructuredConfig, TrainConfig, UnstructuredConfig)
+from squeeze.config import (ConfigError, DataConfig, EvaluateConfig, FinetuneConfig, Int8Config,
+                            ModelConfig, StructuredConfig, TrainConfig, UnstructuredConfig)
 
 PARAMS_FILE = Path(__file__).resolve().parents[1] / "params.yaml"
 
@@ -55,7 +55,7 @@ def test_project_params_are_valid(params):
     assert train.lr == raw["train"]["lr"] and isinstance(train.lr, float)
     assert train.epochs == raw["train"]["epochs"]
     for kind in ("structured", "unstructured"):
-        ft = TrainConfig.from_params(config.section(params, f"finetune.{kind}"),
+        ft = FinetuneConfig.from_params(config.section(params, f"finetune.{kind}"),
                                      prefix=f"finetune.{kind}")
         assert ft.epochs == raw["finetune"][kind]["epochs"]
     structured = StructuredConfig.from_params(config.section(params, "prune.structured"))
@@ -73,13 +73,16 @@ def test_project_params_are_valid(params):
 def test_study_defaults_parse():
     """The study's settings as a dict: the exact dataclass values."""
     study = {"epochs": 200, "batch_size": 128, "lr": 0.01, "momentum": 0.9,
-             "weight_decay": 0.0005, "schedule": "cosine", "seed": 0}
+             "weight_decay": 0.0005, "schedule": "cosine", "seed": 0, "warmup_epochs": 0}
     assert TrainConfig.from_params(study) == TrainConfig(200, 128, 0.01, 0.9, 0.0005, "cosine", 0)
+    finetune = {**study, "recalibrate_batches": 0, "distill_alpha": 0, "distill_temperature": 4}
+    assert FinetuneConfig.from_params(finetune) == FinetuneConfig(200, 128, 0.01, 0.9, 0.0005,
+                                                                  "cosine", 0)
     assert ModelConfig.from_params({"width": 64, "num_classes": 10}) == ModelConfig(64, 10)
     # the grid (amounts) is not part of how a stage prunes: a stage's output must not depend on it
     assert StructuredConfig.from_params(
-        {"amounts": [0, 0.1, 0.3, 0.5, 0.7], "scope": "layerwise", "criterion": "l1"}) == \
-        StructuredConfig(scope="layerwise", criterion="l1")
+        {"amounts": [0, 0.1, 0.3, 0.5, 0.7], "scope": "layerwise", "criterion": "l1",
+         "layers": "all", "rounds": 1}) == StructuredConfig("layerwise", "l1", "all", 1)
     assert Int8Config.from_params({"calibration_batches": 8, "calibration_batch_size": 128,
                                    "activation_observer": "histogram", "engine": "x86"}) == \
         Int8Config(8, 128, "histogram", "x86")
@@ -132,7 +135,7 @@ def test_model_width_must_be_a_positive_integer(params, value):
     ("momentum", 1.0, "[0, 1)"),
     ("momentum", -0.5, "number >= 0"),
     ("weight_decay", -1e-4, "number >= 0"),
-    ("schedule", "step", "cosine, constant"),
+    ("schedule", "step", "cosine, cosine_iter, constant"),
 ])
 def test_bad_train_values_are_named(params, key, value, allowed):
     with_value(params, f"train.{key}", value)
@@ -143,7 +146,7 @@ def test_bad_train_values_are_named(params, key, value, allowed):
 def test_train_errors_use_the_given_prefix(params):
     section = config.section(params, "finetune.structured")
     section["epochs"] = 0
-    assert_config_error(lambda: TrainConfig.from_params(section, prefix="finetune.structured"),
+    assert_config_error(lambda: FinetuneConfig.from_params(section, prefix="finetune.structured"),
                         "finetune.structured.epochs = 0")
 
 
@@ -249,6 +252,13 @@ def test_quant_arg():
     ("quantize.fp16", {"bits": 16}, ["quantize.fp16", "no settings"]),
     ("quantize.types", ["fp32", "int4"], ["quantize.types", "'int4'"]),
     ("finetune.unstructured.lr", -1, ["finetune.unstructured.lr", "-1", "> 0"]),
+    ("finetune.structured.distill_alpha", 1.5, ["finetune.structured.distill_alpha", "[0, 1]"]),
+    ("finetune.structured.recalibrate_batches", -1, ["recalibrate_batches", ">= 0"]),
+    ("finetune.structured.warmup_epochs", 1, ["warmup_epochs", "schedule: cosine"]),
+    ("train.warmup_epochs", 500, ["train.warmup_epochs", "below train.epochs (200)"]),
+    ("prune.structured.layers", "first", ["prune.structured.layers", "all, block-internal"]),
+    ("prune.structured.rounds", 31, ["prune.structured.rounds", "at most finetune.structured.epochs (30)"]),
+    ("prune.structured.criterion", "taylor", ["criterion", "l1, l2, group_norm, random"]),
     ("evaluate.latency_repeats", 0, ["evaluate.latency_repeats", ">= 1"]),
     ("evaluate.batch_size", 500, ["unknown key evaluate.batch_size"]),
     ("extra", {"a": 1}, ["unknown key params.extra", "allowed keys"]),

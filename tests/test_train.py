@@ -96,6 +96,60 @@ def test_constant_schedule_keeps_lr(small_data):
     assert [row["lr"] for row in result.history] == [0.02, 0.02]
 
 
+def lr_per_step(cfg, steps_per_epoch: int) -> list[float]:
+    """The rate of every optimizer step under cfg's schedule, as fit steps it."""
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
+    scheduler, per_step = train._schedule(optimizer, cfg, steps_per_epoch)
+    rates = []
+    for _ in range(cfg.epochs):
+        for _ in range(steps_per_epoch):
+            rates.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            if per_step:
+                scheduler.step()
+        if not per_step:
+            scheduler.step()
+    return rates
+
+
+def test_cosine_per_epoch_is_flat_within_an_epoch():
+    """The study's schedule: a 1-epoch fine-tune runs at its full rate throughout."""
+    assert lr_per_step(config(epochs=1, lr=0.01), 4) == [0.01] * 4
+    rates = lr_per_step(config(epochs=2, lr=0.01), 3)
+    assert rates[:3] == [0.01] * 3 and rates[3:] == pytest.approx([0.005] * 3)
+
+
+def test_cosine_per_iteration_anneals_within_an_epoch():
+    rates = lr_per_step(config(epochs=1, lr=0.01, schedule="cosine_iter"), 4)
+    expected = [0.01 * (1 + math.cos(math.pi * k / 4)) / 2 for k in range(4)]
+    assert rates == pytest.approx(expected)
+    assert rates[-1] < 0.0015
+
+
+def test_warmup_ramps_linearly_then_follows_the_schedule():
+    rates = lr_per_step(config(epochs=3, lr=0.1, schedule="cosine_iter", warmup_epochs=1), 2)
+    assert rates[:2] == pytest.approx([0.05, 0.1])  # (step + 1) / warm-up steps
+    assert rates[2:] == pytest.approx([0.1 * (1 + math.cos(math.pi * k / 4)) / 2 for k in range(4)])
+    assert lr_per_step(config(epochs=2, lr=0.1, schedule="constant", warmup_epochs=1), 2) == \
+        pytest.approx([0.05, 0.1, 0.1, 0.1])
+
+
+def test_a_custom_loss_is_used(small_data):
+    seen = []
+
+    def loss_fn(logits, x, y):
+        seen.append((tuple(logits.shape), tuple(x.shape), tuple(y.shape)))
+        return torch.nn.functional.cross_entropy(logits, y) * 0  # no gradient: weights keep still
+
+    model = fresh_model()
+    before = {k: v.clone() for k, v in model.state_dict().items() if "weight" in k}
+    train.fit(model, small_data, config(epochs=1, batch_size=128, momentum=0.0, weight_decay=0.0),
+              name="t", loss_fn=loss_fn)
+    assert seen == [((128, 10), (128, 3, 32, 32), (128,))] * 2
+    after = model.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items() if "conv" in k)
+
+
 def test_constraint_runs_after_every_step(small_data):
     calls = []
 

@@ -17,9 +17,10 @@ from .errors import SqueezeError
 
 DATA_SOURCES = ("cifar10", "folder", "synthetic")
 QUANT_TYPES = ("fp32", "fp16", "int8")
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("cosine", "cosine_iter", "constant")  # cosine: stepped per epoch (the study's)
 PRUNE_SCOPES = ("layerwise", "global")
-PRUNE_CRITERIA = ("l1", "random")
+PRUNE_CRITERIA = ("l1", "l2", "group_norm", "random")
+PRUNE_LAYERS = ("all", "block-internal")
 ACTIVATION_OBSERVERS = ("histogram", "minmax")
 INT8_ENGINES = ("x86", "fbgemm", "onednn", "qnnpack")  # torch.backends.quantized engines
 SECTIONS = ("data", "model", "train", "prune", "finetune", "quantize", "evaluate")
@@ -189,16 +190,21 @@ class TrainConfig:
     lr: float
     momentum: float
     weight_decay: float
-    schedule: str
+    schedule: str  # cosine (per epoch, the study's) | cosine_iter (per step) | constant
     seed: int
+    warmup_epochs: int = 0  # linear warm-up, stepped per iteration (cosine_iter or constant)
 
     @classmethod
     def from_params(cls, d: Mapping, prefix: str = "train") -> "TrainConfig":
         _check_keys(prefix, d, _fields(cls))
+        return cls(**cls._train_values(d, prefix))
+
+    @staticmethod
+    def _train_values(d: Mapping, prefix: str) -> dict:
         momentum = non_negative_float(f"{prefix}.momentum", d["momentum"])
         if momentum >= 1:
             raise _bad(f"{prefix}.momentum", d["momentum"], "a number in [0, 1)")
-        return cls(
+        values = dict(
             epochs=positive_int(f"{prefix}.epochs", d["epochs"]),
             batch_size=positive_int(f"{prefix}.batch_size", d["batch_size"]),
             lr=positive_float(f"{prefix}.lr", d["lr"]),
@@ -206,7 +212,38 @@ class TrainConfig:
             weight_decay=non_negative_float(f"{prefix}.weight_decay", d["weight_decay"]),
             schedule=choice(f"{prefix}.schedule", d["schedule"], SCHEDULES),
             seed=non_negative_int(f"{prefix}.seed", d["seed"]),
+            warmup_epochs=non_negative_int(f"{prefix}.warmup_epochs", d["warmup_epochs"]),
         )
+        if values["warmup_epochs"] >= values["epochs"]:
+            raise _bad(f"{prefix}.warmup_epochs", d["warmup_epochs"],
+                       f"an integer below {prefix}.epochs ({values['epochs']})")
+        if values["warmup_epochs"] and values["schedule"] == "cosine":
+            raise _bad(f"{prefix}.warmup_epochs", d["warmup_epochs"],
+                       "0 with schedule: cosine (stepped per epoch); warm-up needs cosine_iter "
+                       "or constant")
+        return values
+
+
+@dataclass(frozen=True)
+class FinetuneConfig(TrainConfig):
+    """A fine-tune after pruning: the training recipe, plus what helps a pruned net recover.
+    Both default off, the study's method."""
+    recalibrate_batches: int = 0  # BatchNorm statistics re-estimated on N training batches
+    distill_alpha: float = 0.0  # weight of the distillation term (teacher: the unpruned model)
+    distill_temperature: float = 4.0
+
+    @classmethod
+    def from_params(cls, d: Mapping, prefix: str = "finetune.structured") -> "FinetuneConfig":
+        _check_keys(prefix, d, _fields(cls))
+        alpha = non_negative_float(f"{prefix}.distill_alpha", d["distill_alpha"])
+        if alpha > 1:
+            raise _bad(f"{prefix}.distill_alpha", d["distill_alpha"], "a number in [0, 1]")
+        return cls(**cls._train_values(d, prefix),
+                   recalibrate_batches=non_negative_int(f"{prefix}.recalibrate_batches",
+                                                        d["recalibrate_batches"]),
+                   distill_alpha=alpha,
+                   distill_temperature=positive_float(f"{prefix}.distill_temperature",
+                                                      d["distill_temperature"]))
 
 
 @dataclass(frozen=True)
@@ -215,12 +252,16 @@ class StructuredConfig:
     amount, and what it writes must not depend on which other amounts the grid holds."""
     scope: str
     criterion: str
+    layers: str = "all"  # all | block-internal (only each block's first conv, Li et al.'s ResNet)
+    rounds: int = 1  # iterative pruning: prune and fine-tune k times, the fine-tune epochs split
 
     @classmethod
     def from_params(cls, d: Mapping) -> "StructuredConfig":
         _check_keys("prune.structured", d, _fields(cls) | {"amounts"}, required=_fields(cls))
         return cls(scope=choice("prune.structured.scope", d["scope"], PRUNE_SCOPES),
-                   criterion=choice("prune.structured.criterion", d["criterion"], PRUNE_CRITERIA))
+                   criterion=choice("prune.structured.criterion", d["criterion"], PRUNE_CRITERIA),
+                   layers=choice("prune.structured.layers", d["layers"], PRUNE_LAYERS),
+                   rounds=positive_int("prune.structured.rounds", d["rounds"]))
 
     def check_amount(self, amount: float) -> float:
         """One structured amount, checked against this method (global scope caps it)."""
@@ -302,12 +343,17 @@ def validate(params: Mapping) -> None:
     _check_keys("prune", section(params, "prune"), {"structured", "unstructured"})
     _check_keys("finetune", section(params, "finetune"), {"structured", "unstructured"})
     for kind in ("structured", "unstructured"):
-        TrainConfig.from_params(section(params, f"finetune.{kind}"), f"finetune.{kind}")
+        FinetuneConfig.from_params(section(params, f"finetune.{kind}"), f"finetune.{kind}")
     structured_cfg = StructuredConfig.from_params(section(params, "prune.structured"))
     UnstructuredConfig.from_params(section(params, "prune.unstructured"))
     structured, _, _ = grid(params)
     for amount in structured:
         structured_cfg.check_amount(amount)
+    finetune_epochs = section(params, "finetune.structured")["epochs"]
+    if structured_cfg.rounds > finetune_epochs:
+        raise _bad("prune.structured.rounds", structured_cfg.rounds,
+                   f"at most finetune.structured.epochs ({finetune_epochs}): each round "
+                   "fine-tunes for at least one epoch")
     _check_keys("quantize", section(params, "quantize"), {"types", *QUANT_TYPES})
     for quant in ("fp32", "fp16"):
         if section(params, f"quantize.{quant}"):

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from . import profiles
-from .config import (DataConfig, Int8Config, ModelConfig, StructuredConfig, TrainConfig,
-                     UnstructuredConfig, dotted_get, grid, section)
+from .config import (DataConfig, FinetuneConfig, Int8Config, ModelConfig, StructuredConfig,
+                     TrainConfig, UnstructuredConfig, dotted_get, grid, section)
 
 SOFTWARE = ("torch", "torchvision", "torch-pruning", "dvc")
 def matching_profiles(params: Mapping, directory: Path = profiles.PROFILE_DIR) -> list[str]:
@@ -70,8 +70,9 @@ def describe(params: Mapping, prepared: Mapping, rows: Sequence[Mapping],
     data = DataConfig.from_params(section(params, "data"))
     model = ModelConfig.from_params(section(params, "model"))
     train = TrainConfig.from_params(section(params, "train"))
-    ft_s = TrainConfig.from_params(section(params, "finetune.structured"), "finetune.structured")
-    ft_u = TrainConfig.from_params(section(params, "finetune.unstructured"),
+    ft_s = FinetuneConfig.from_params(section(params, "finetune.structured"),
+                                      "finetune.structured")
+    ft_u = FinetuneConfig.from_params(section(params, "finetune.unstructured"),
                                    "finetune.unstructured")
     structured = StructuredConfig.from_params(section(params, "prune.structured"))
     unstructured = UnstructuredConfig.from_params(section(params, "prune.unstructured"))

@@ -27,18 +27,19 @@ from .config import MAX_GLOBAL_STRUCTURED_AMOUNT
 # all fall below the threshold is skipped whole, so amounts near 0.9 prune *less* than 0.8.
 MAX_GLOBAL_AMOUNT = MAX_GLOBAL_STRUCTURED_AMOUNT
 
-def _filter_l1_importance(normalize: bool):
+def _filter_norm_importance(normalize: bool, p: int = 1):
     import torch_pruning as tp
 
-    class FilterL1(tp.importance.Importance):
-        """Li et al.'s criterion: the L1 norm of each output filter of the group's convs.
+    class FilterNorm(tp.importance.Importance):
+        """Li et al.'s criterion (p = 1): the Lp norm of each output filter of the group's convs,
+        summed over the convs a residual add ties together.
 
         normalize: divide by the group's mean, so that one global ranking compares filters
         relative to their own layer rather than favouring layers with a larger fan-in.
         """
 
-        def __init__(self, normalize: bool):
-            self.normalize = normalize
+        def __init__(self, normalize: bool, p: int):
+            self.normalize, self.p = normalize, p
 
         @torch.no_grad()
         def __call__(self, group):
@@ -47,7 +48,7 @@ def _filter_l1_importance(normalize: bool):
                 layer = dep.layer
                 if dep.pruning_fn != tp.prune_conv_out_channels or not isinstance(layer, nn.Conv2d):
                     continue
-                local = layer.weight.data[idxs].abs().flatten(1).sum(1)
+                local = layer.weight.data[idxs].flatten(1).norm(p=self.p, dim=1)
                 root = torch.as_tensor(group[i].root_idxs, device=local.device)
                 if total is None:
                     total = torch.zeros(len(group[0].idxs), device=local.device)
@@ -56,13 +57,42 @@ def _filter_l1_importance(normalize: bool):
                 total = total / total.mean().clamp_min(1e-12)
             return total
 
-    return FilterL1(normalize)
+    return FilterNorm(normalize, p)
+
+
+def _importance(criterion: str, scope: str):
+    import torch_pruning as tp
+
+    if criterion in ("l1", "l2"):
+        return _filter_norm_importance(normalize=(scope == "global"), p=int(criterion[1]))
+    if criterion == "group_norm":  # torch-pruning's group L2 over conv, BN and linear weights
+        return tp.importance.GroupMagnitudeImportance(p=2)
+    if criterion == "random":
+        return tp.importance.RandomImportance()
+    raise ValueError(f"unknown criterion {criterion!r}; allowed: l1, l2, group_norm, random")
+
+
+def _ignored(model: models.ResNet18, layers: str) -> list[nn.Module]:
+    """Layers whose outputs are never pruned: the classifier; with `block-internal` also every
+    conv that feeds a residual add (stem, each block's second conv, shortcuts), so only the first
+    conv of each block loses filters, Li et al.'s recipe for ResNets."""
+    ignored = [model.linear]
+    if layers == "all":
+        return ignored
+    if layers != "block-internal":
+        raise ValueError(f"unknown layers {layers!r}; allowed: all, block-internal")
+    ignored.append(model.conv1)
+    for stage in (model.layer1, model.layer2, model.layer3, model.layer4):
+        for block in stage:
+            ignored.append(block.conv2)
+            ignored += [m for m in block.shortcut if isinstance(m, nn.Conv2d)]
+    return ignored
 
 
 def prune_filters(model: models.ResNet18, amount: float, scope: str = "layerwise",
-                  criterion: str = "l1", seed: int = 0) -> models.ResNet18:
-    """Remove `amount` of the filters of every prunable conv, in place; returns the model with
-    its spec updated to the new widths."""
+                  criterion: str = "l1", seed: int = 0, layers: str = "all") -> models.ResNet18:
+    """Remove `amount` of the filters of every prunable conv (`layers`: all, or block-internal),
+    in place; returns the model with its spec updated to the new widths."""
     import torch_pruning as tp
 
     if not 0 <= amount < 1:
@@ -73,17 +103,13 @@ def prune_filters(model: models.ResNet18, amount: float, scope: str = "layerwise
     if amount == 0:
         return model
     model.eval()
-    if criterion == "l1":
-        importance = _filter_l1_importance(normalize=(scope == "global"))
-    elif criterion == "random":
-        importance = tp.importance.RandomImportance()
-    else:
-        raise ValueError(f"unknown criterion {criterion!r}; allowed: l1, random")
+    importance = _importance(criterion, scope)
+    ignored = _ignored(model, layers)
     torch.manual_seed(seed)  # only the random criterion draws numbers
     device = next(model.parameters()).device
     pruner = tp.pruner.MetaPruner(
         model, torch.zeros(1, 3, 32, 32, device=device), importance=importance,
-        pruning_ratio=amount, global_pruning=(scope == "global"), ignored_layers=[model.linear],
+        pruning_ratio=amount, global_pruning=(scope == "global"), ignored_layers=ignored,
     )
     pruner.step()
     model.spec = models.spec_of(model)

@@ -1,6 +1,7 @@
 """fit(): the one training loop, used by the baseline and by every fine-tune.
 
-SGD with momentum and weight decay, cosine (or constant) learning rate per epoch, cross-entropy.
+SGD with momentum and weight decay, cosine learning rate stepped per epoch (the study's) or per
+iteration, optional linear warm-up, cross-entropy (or a given loss: distillation).
 Each epoch ends with a test-accuracy measurement (evaluation.accuracy, the same function and
 numerics as every other measurement; logged only, never used to select: the last epoch is kept) and an atomic resume checkpoint, so a killed run loses at most one epoch and,
 on CPU with the same seed, resumes to bit-identical final weights.
@@ -64,10 +65,26 @@ def fingerprint(cfg: TrainConfig, model: nn.Module, device: torch.device,
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _schedule(optimizer, cfg: TrainConfig):
+def _schedule(optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    """(scheduler, stepped per iteration?). `cosine` is the study's: annealed per epoch, so the
+    first epoch runs at the full rate and a 1-epoch fine-tune never anneals. `cosine_iter`
+    anneals every iteration; `warmup_epochs` ramps the rate up linearly per iteration first."""
     if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _epoch: 1.0)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs), False
+    total, warm = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if cfg.schedule == "constant":
+            return 1.0
+        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(total - warm, 1)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor), True
+
+
+def cross_entropy(logits: torch.Tensor, _x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, y)
 
 
 def _progress(iterable, total: int, desc: str):
@@ -81,10 +98,12 @@ def _progress(iterable, total: int, desc: str):
 def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, *, name: str,
         log_path: Path | None = None, resume_path: Path | None = None,
         constraint: Callable[[nn.Module], None] | None = None,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] = cross_entropy,
         fingerprint_extra: dict | None = None) -> FitResult:
     """Train `model` in place for cfg.epochs and return the per-epoch history.
 
     constraint: called after every optimizer step (unstructured pruning re-applies its masks).
+    loss_fn: (logits, inputs, labels) -> loss; cross-entropy unless given (distillation).
     resume_path: per-epoch resume checkpoint; an existing one from the same run is continued,
       one from another run is ignored, and it is deleted when training finishes.
     """
@@ -94,7 +113,8 @@ def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, *, name: str,
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)
-    scheduler = _schedule(optimizer, cfg)
+    steps_per_epoch = math.ceil(len(data.y_train) / cfg.batch_size)
+    scheduler, per_step = _schedule(optimizer, cfg, steps_per_epoch)
     generator = torch.Generator(device=device)
     generator.manual_seed(cfg.seed)
     result = FitResult()
@@ -103,7 +123,6 @@ def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, *, name: str,
     if constraint is not None:
         constraint(model)
 
-    steps_per_epoch = math.ceil(len(data.y_train) / cfg.batch_size)
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         lr = optimizer.param_groups[0]["lr"]
@@ -117,10 +136,12 @@ def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, *, name: str,
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 logits = model(x)
-                loss = F.cross_entropy(logits, y)
+                loss = loss_fn(logits, x, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if per_step:
+                scheduler.step()
             if constraint is not None:
                 constraint(model)
             loss_sum += loss.detach().float() * len(y)
@@ -131,7 +152,8 @@ def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, *, name: str,
             raise TrainingDiverged(
                 f"{name}: loss became {train_loss} in epoch {epoch + 1}; lower the learning rate "
                 f"(lr is {cfg.lr}), no model was written")
-        scheduler.step()
+        if not per_step:
+            scheduler.step()
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
