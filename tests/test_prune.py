@@ -14,7 +14,7 @@ from squeeze.prepared import save as save_dataset
 from squeeze.fsutil import read_json
 from squeeze.history import HISTORY_COLUMNS
 from squeeze.steps import structured, unstructured
-from squeeze.config import ConfigError, StructuredConfig, TrainConfig, UnstructuredConfig
+from squeeze.config import ConfigError, FinetuneConfig, StructuredConfig, UnstructuredConfig
 from squeeze.models import ResNetSpec
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
@@ -37,11 +37,11 @@ def device_data(train_size: int, test_size: int, seed: int = 0) -> batches.Devic
     return batches.DeviceData(ds, mean, std, "cpu")
 
 
-def finetune_config(**overrides) -> TrainConfig:
+def finetune_config(**overrides) -> FinetuneConfig:
     values = dict(epochs=1, batch_size=64, lr=0.02, momentum=0.9, weight_decay=5e-4,
                   schedule="cosine", seed=0)
     values.update(overrides)
-    return TrainConfig(**values)
+    return FinetuneConfig(**values)
 
 
 def blocks(model):
@@ -265,9 +265,32 @@ def test_random_criterion_differs_from_l1_and_is_seeded():
     assert kept_sets("random", 8) != random_a, "another seed keeps other filters"
 
 
-def test_unknown_criterion():
+def test_unknown_criterion_and_layers():
     with pytest.raises(ValueError, match="criterion"):
-        prune.prune_filters(fresh_model(4), 0.5, criterion="l2")
+        prune.prune_filters(fresh_model(4), 0.5, criterion="taylor")
+    with pytest.raises(ValueError, match="layers"):
+        prune.prune_filters(fresh_model(4), 0.5, layers="first")
+
+
+def test_l2_ranks_filters_by_their_l2_norm():
+    """Four filters of 36 weights: 0.05 everywhere (L1 1.8, L2 0.3), one spike of 1.0 (L1 1.0,
+    L2 1.0), 0.1 everywhere twice (L1 3.6, L2 0.6). Keeping half, l1 drops the spike and l2 keeps
+    it."""
+    model = fresh_model(4)
+    conv = model.layer1[0].conv1
+    with torch.no_grad():
+        conv.weight.fill_(0.1)
+        conv.weight[0].fill_(0.05)
+        conv.weight[1].zero_()
+        conv.weight[1, 0, 0, 0] = 1.0
+    largest = {}
+    for criterion in ("l1", "l2"):
+        pruned = prune.prune_filters(copy.deepcopy(model), 0.5, criterion=criterion,
+                                     layers="block-internal")
+        kept = pruned.layer1[0].conv1.weight
+        assert kept.shape[0] == 2
+        largest[criterion] = round(float(kept.abs().max()), 4)
+    assert largest == {"l1": 0.1, "l2": 1.0}
 
 
 # ---- structured: amount bounds --------------------------------------------------------------------
@@ -421,7 +444,9 @@ def test_run_prune_structured(tmp_path, prepared):
     assert metrics["epochs"] == 1 and metrics["train_seconds"] > 0
     assert (metrics["device"], metrics["tf32"]) == ("cpu", None)
     assert payload["epoch"] == 1
-    assert payload["config"] == {"structured": 0.5, "prune": {"scope": "layerwise", "criterion": "l1"},
+    assert payload["config"] == {"structured": 0.5,
+                                 "prune": {"scope": "layerwise", "criterion": "l1",
+                                           "layers": "all", "rounds": 1},
                                  "finetune": dataclasses.asdict(finetune_config())}
     rows = history_rows(log)
     assert [int(r["epoch"]) for r in rows] == [1]

@@ -1,50 +1,87 @@
-"""What the structured and unstructured steps share: prune, measure, fine-tune, measure, save."""
+"""What the structured and unstructured steps share: prune, measure, (recalibrate, measure),
+fine-tune (optionally distilled), measure, save; optionally in several rounds."""
 from __future__ import annotations
 
-from dataclasses import asdict
+import copy
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
 from torch import nn
 
-from .. import checkpoint, train
-from ..config import TrainConfig
+from .. import checkpoint, recovery, train
+from ..config import FinetuneConfig
 from ..fsutil import write_json
 from ..history import write_history
 from ..measure import model_counts
 from ..prune import sparsity
 from .common import file_sha256, load_data, measured, on, to_cpu, untrained
 
+# prune(model, round, rounds) prunes in place to round/rounds of the stage's amount and returns
+# the constraint to hold through the fine-tune (or None)
+Pruner = Callable[[nn.Module, int, int], Callable | None]
 
-def prune_then_finetune(*, amount: float, prune: Callable[[nn.Module], Callable | None],
-                        prune_cfg, finetune_cfg: TrainConfig, name: str, base: Path,
-                        data_path: Path, out: Path, out_metrics: Path, log_path: Path,
-                        resume_path: Path, identity: dict, device: str | None = None) -> dict:
-    """The structured and unstructured steps: load `base`, prune it (`prune(model)` works in place
-    and returns the constraint to hold through the fine-tune, or None), measure, fine-tune,
-    measure, save. Amount 0 keeps the weights (measured again, so the metrics file is this
-    stage's own). `identity` (the amounts) heads the metrics file and the checkpoint's config."""
+
+def round_epochs(epochs: int, rounds: int) -> list[int]:
+    """The fine-tune epochs split over the rounds, the later rounds taking any remainder."""
+    base, extra = divmod(epochs, rounds)
+    return [base + (1 if i >= rounds - extra else 0) for i in range(rounds)]
+
+
+def prune_then_finetune(*, amount: float, prune: Pruner, prune_cfg, finetune_cfg: FinetuneConfig,
+                        name: str, base: Path, data_path: Path, out: Path, out_metrics: Path,
+                        log_path: Path, resume_path: Path, identity: dict, rounds: int = 1,
+                        device: str | None = None) -> dict:
+    """The structured and unstructured steps: load `base`, prune it, measure it right after
+    pruning (raw, and after BatchNorm recalibration when finetune.*.recalibrate_batches > 0),
+    fine-tune (distilled from `base` when distill_alpha > 0), measure, save. With rounds > 1 the
+    pruning and the fine-tune epochs are split over the rounds (no mid-run resume then). Amount 0
+    keeps the weights (measured again, so the metrics file is this stage's own). `identity` (the
+    amounts) heads the metrics file and the checkpoint's config."""
     model, payload = checkpoint.load_model(base)
     data = load_data(data_path, device)
     model.to(data.device)
     config = dict(identity)
+    recalibrated = None
     if amount == 0:
         write_history(log_path, [])
         pruned = after = measured(model, data)
         training, epoch = untrained(), payload["epoch"]
     else:
-        constraint = prune(model)
-        pruned = measured(model, data)
-        print(f"{name}: accuracy right after pruning {pruned:.4f}", flush=True)
-        result = train.fit(model, data, finetune_cfg, name=name, log_path=log_path,
-                           resume_path=resume_path, constraint=constraint,
-                           fingerprint_extra={"base": file_sha256(base), "amount": amount,
-                                              "prune": asdict(prune_cfg)})
-        after, training, epoch = measured(model, data), result.summary(), finetune_cfg.epochs
+        loss_fn = (recovery.distillation_loss(model, finetune_cfg.distill_alpha,
+                                              finetune_cfg.distill_temperature)
+                   if finetune_cfg.distill_alpha > 0 else train.cross_entropy)
+        history: list[dict] = []
+        for index, epochs in enumerate(round_epochs(finetune_cfg.epochs, rounds), start=1):
+            constraint = prune(model, index, rounds)
+            accuracy = measured(model, data)
+            if finetune_cfg.recalibrate_batches:
+                recovery.recalibrate_batchnorm(model, data, finetune_cfg.recalibrate_batches,
+                                               finetune_cfg.batch_size, seed=finetune_cfg.seed)
+                recalibrated_now = measured(model, data)
+            if index == 1:  # right after the first pruning: what the fine-tune starts from
+                pruned = accuracy
+                recalibrated = recalibrated_now if finetune_cfg.recalibrate_batches else None
+            print(f"{name} round {index}/{rounds}: accuracy right after pruning {accuracy:.4f}"
+                  + (f", recalibrated {recalibrated_now:.4f}"
+                     if finetune_cfg.recalibrate_batches else ""), flush=True)
+            result = train.fit(
+                model, data, replace(finetune_cfg, epochs=epochs), name=name,
+                log_path=None if rounds > 1 else log_path,
+                resume_path=None if rounds > 1 else resume_path, constraint=constraint,
+                loss_fn=loss_fn,
+                fingerprint_extra={"base": file_sha256(base), "amount": amount,
+                                   "prune": asdict(prune_cfg)})
+            history += [{**row, "epoch": len(history) + i + 1}
+                        for i, row in enumerate(result.history)]
+            if rounds > 1:
+                write_history(log_path, history)
+        after, epoch = measured(model, data), finetune_cfg.epochs
+        training = train.FitResult(history=history).summary()
         config.update(prune=asdict(prune_cfg), finetune=asdict(finetune_cfg))
-    metrics = {**identity, "accuracy_pruned": pruned, "accuracy": after,
-               "sparsity": round(sparsity(model), 6), **model_counts(model), **training,
-               **on(data)}
+    metrics = {**identity, "accuracy_pruned": pruned, "accuracy_recalibrated": recalibrated,
+               "accuracy": after, "sparsity": round(sparsity(model), 6), **model_counts(model),
+               **training, **on(data)}
     checkpoint.save_model(out, to_cpu(model), config, epoch)
     write_json(out_metrics, metrics)
     return metrics

@@ -5,16 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import prune
-from ..config import TrainConfig, UnstructuredConfig
+from ..config import FinetuneConfig, UnstructuredConfig
 from ..names import model_name
 from .finetune import prune_then_finetune
 
 
 def run(structured: float, amount: float, prune_cfg: UnstructuredConfig,
-        finetune_cfg: TrainConfig, base: Path, data_path: Path, out: Path, out_metrics: Path,
+        finetune_cfg: FinetuneConfig, base: Path, data_path: Path, out: Path, out_metrics: Path,
         log_path: Path, resume_path: Path, device: str | None = None) -> dict:
 
-    def prune_weights(model):
+    def prune_weights(model, _index: int, _rounds: int):
         masks = prune.magnitude_masks(model, amount, prune_cfg.scope)
         prune.apply_masks(model, masks)
         return lambda m: prune.apply_masks(m, masks)  # pruned weights stay exactly zero

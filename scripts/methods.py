@@ -1,0 +1,151 @@
+"""Compare ways of filter pruning as DVC experiments on one profile -> reports/methods.csv.
+
+    python scripts/methods.py run --data ../shared/data/cifar10-jpeg.tar.gz [--only study,recal]
+    python scripts/methods.py draw        # reports/methods.png and the markdown table
+
+`run` runs, one after another in this workspace, `dvc exp run -n methods-<name>` with the `cpu`
+profile, the method's overrides, and a grid cut to the structured models (unstructured amount 0,
+fp32 only); DVC reuses the cached baseline and every unchanged stage. After each experiment it
+reads the structured stages' metrics files and the fp32 model files and rewrites that method's
+rows of reports/methods.csv. `study` is params.yaml's method (the study's).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from squeeze import profiles
+from squeeze.config import load_params
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "reports" / "methods.csv"
+FIGURE = ROOT / "reports" / "methods.png"
+GRID = {"prune.unstructured.amounts": [0], "quantize.types": ["fp32"]}
+FT = "finetune.structured."
+METHODS = {  # name -> overrides on top of the profile; each lever alone, then combined
+    "study": {},
+    "cosine_iter": {FT + "schedule": "cosine_iter"},
+    "recal": {FT + "recalibrate_batches": 50},
+    "distill": {FT + "distill_alpha": 0.7, FT + "distill_temperature": 4},
+    "group_norm": {"prune.structured.criterion": "group_norm"},
+    "block_internal": {"prune.structured.layers": "block-internal"},
+    "rounds3": {"prune.structured.rounds": 3},
+    "combined": {FT + "schedule": "cosine_iter", FT + "recalibrate_batches": 50,
+                 FT + "distill_alpha": 0.7},
+}
+COLUMNS = ("method", "structured", "accuracy_before_finetune", "accuracy_recalibrated",
+           "accuracy", "score", "params", "finetune_epochs", "finetune_seconds",
+           "seconds_per_epoch", "device_name")
+
+
+def rows_of(method: str, workspace: Path) -> list[dict]:
+    params = load_params(workspace / "params.yaml")
+    rows = []
+    for amount in params["prune"]["structured"]["amounts"]:
+        stage = json.loads((workspace / f"metrics/structured/s{amount}.json").read_text())
+        model = json.loads((workspace / f"metrics/models/s{amount}-u0-fp32.json").read_text())
+        epochs, seconds = stage["epochs"], stage["train_seconds"]
+        rows.append({"method": method, "structured": amount,
+                     "accuracy_before_finetune": stage["accuracy_pruned"],
+                     "accuracy_recalibrated": stage.get("accuracy_recalibrated"),
+                     "accuracy": model["accuracy"], "score": model["score"],
+                     "params": model["params"], "finetune_epochs": epochs,
+                     "finetune_seconds": seconds,
+                     "seconds_per_epoch": round(seconds / epochs, 1) if epochs else None,
+                     "device_name": stage["device_name"]})
+    return rows
+
+
+def read_rows(path: Path = OUT) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def write_rows(rows: list[dict], path: Path = OUT) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({c: ("" if r.get(c) is None else r[c]) for c in COLUMNS} for r in rows)
+
+
+def run(names: list[str], data: str | None) -> None:
+    for name in names:
+        overrides = {**profiles.with_data(profiles.load("cpu", ROOT / "profiles"), data), **GRID,
+                     **METHODS[name]}
+        command = ["dvc", "exp", "run", "-n", f"methods-{name}", *profiles.set_args(overrides)]
+        print(" ".join(profiles.shell_quote(c) for c in command), flush=True)
+        subprocess.run(command, cwd=ROOT, check=True)
+        kept = [r for r in read_rows() if r["method"] != name]
+        write_rows(kept + rows_of(name, ROOT))
+        print(f"{name}: rows written to {OUT}", flush=True)
+
+
+def number(text: str) -> float | None:
+    return None if text in ("", None) else float(text)
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| method | structured | right after pruning | recalibrated | after fine-tune | "
+             "score | s/epoch |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if number(r["structured"]) == 0:
+            continue
+        recal = number(r["accuracy_recalibrated"])
+        lines.append(f"| {r['method']} | {r['structured']} | "
+                     f"{100 * number(r['accuracy_before_finetune']):.2f} | "
+                     f"{'—' if recal is None else f'{100 * recal:.2f}'} | "
+                     f"{100 * number(r['accuracy']):.2f} | {number(r['score']):.5f} | "
+                     f"{r['seconds_per_epoch']} |")
+    return "\n".join(lines)
+
+
+def draw(rows: list[dict]) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.5, 5), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    markers = "osD^vP*X<>"
+    for i, name in enumerate(dict.fromkeys(r["method"] for r in rows)):
+        group = sorted((r for r in rows if r["method"] == name), key=lambda r: number(r["score"]))
+        ax.plot([number(r["score"]) for r in group], [number(r["accuracy"]) for r in group],
+                marker=markers[i % len(markers)], label=name,
+                linewidth=2.5 if name == "study" else 1.2, color="black" if name == "study" else None)
+    ax.set_xscale("log")
+    ax.set(title="Structured pruning methods, fp32, unstructured 0 (cpu profile)",
+           xlabel="score, measured (log; lower is better)", ylabel="test accuracy after fine-tune")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.savefig(FIGURE, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run")
+    p.add_argument("--data", help="an ImageFolder tree or .tar.gz (data.source: folder)")
+    p.add_argument("--only", help="comma-separated method names (default: all, in order)")
+    sub.add_parser("draw")
+    args = parser.parse_args()
+    if args.command == "run":
+        names = args.only.split(",") if args.only else list(METHODS)
+        unknown = [n for n in names if n not in METHODS]
+        if unknown:
+            sys.exit(f"error: unknown method {unknown[0]!r}; known: {', '.join(METHODS)}")
+        run(names, args.data)
+    else:
+        rows = read_rows()
+        draw(rows)
+        print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()
