@@ -77,3 +77,18 @@ def test_describe_names_every_setting_that_decides_the_numbers():
                                      "calibration images)")
     assert lines["latency measured on"] == "AMD EPYC, 2 threads"
     assert lines["software (at report time)"].startswith("torch ")
+
+
+def test_describe_names_the_levers_that_are_on():
+    params = with_profile("cpu")
+    params["finetune"]["structured"].update(schedule="cosine_iter", warmup_epochs=1,
+                                            recalibrate_batches=50, distill_alpha=0.7)
+    params["prune"]["structured"].update(layers="block-internal", rounds=3)
+    rows = [{"structured": 0.0, "unstructured": 0.0, "params": 1, "cpu": "x",
+             "latency_threads": 2}]
+    lines = dict(provenance.describe(params, {"train_images": 1, "test_images": 1}, rows, [],
+                                     profiles_dir=PROFILES))
+    assert lines["structured fine-tune"] == (
+        "3 epochs, batch 128, SGD lr 0.01 cosine_iter, momentum 0.9, weight decay 0.0005, "
+        "1-epoch warm-up, BN recalibrated on 50 batches, distilled (alpha 0.7, T 4)")
+    assert lines["pruning"].startswith("structured l1 layerwise block-internal in 3 rounds at ")

@@ -59,8 +59,16 @@ def _amounts(values: Sequence[float]) -> str:
 
 
 def _recipe(cfg: TrainConfig) -> str:
-    return (f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}, batch {cfg.batch_size}, SGD lr {cfg.lr:g} "
-            f"{cfg.schedule}, momentum {cfg.momentum:g}, weight decay {cfg.weight_decay:g}")
+    text = (f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}, batch {cfg.batch_size}, SGD lr "
+            f"{cfg.lr:g} {cfg.schedule}, momentum {cfg.momentum:g}, weight decay "
+            f"{cfg.weight_decay:g}")
+    if cfg.warmup_epochs:
+        text += f", {cfg.warmup_epochs}-epoch warm-up"
+    if isinstance(cfg, FinetuneConfig) and cfg.recalibrate_batches:
+        text += f", BN recalibrated on {cfg.recalibrate_batches} batches"
+    if isinstance(cfg, FinetuneConfig) and cfg.distill_alpha:
+        text += f", distilled (alpha {cfg.distill_alpha:g}, T {cfg.distill_temperature:g})"
+    return text
 
 
 def describe(params: Mapping, prepared: Mapping, rows: Sequence[Mapping],
@@ -100,9 +108,11 @@ def describe(params: Mapping, prepared: Mapping, rows: Sequence[Mapping],
         ("baseline training", _recipe(train)),
         ("structured fine-tune", _recipe(ft_s)),
         ("unstructured fine-tune", _recipe(ft_u)),
-        ("pruning", f"structured {structured.criterion} {structured.scope} at "
-                    f"{_amounts(structured_amounts)}; unstructured magnitude {unstructured.scope} "
-                    f"at {_amounts(unstructured_amounts)}"),
+        ("pruning", f"structured {structured.criterion} {structured.scope}"
+                    + ("" if structured.layers == "all" else f" {structured.layers}")
+                    + (f" in {structured.rounds} rounds" if structured.rounds > 1 else "")
+                    + f" at {_amounts(structured_amounts)}; unstructured magnitude "
+                    f"{unstructured.scope} at {_amounts(unstructured_amounts)}"),
         ("quantization", quant),
         ("training time (measured)", training_time(curves)),
         ("accuracy computed on", "; ".join(computed) or "unknown"),
