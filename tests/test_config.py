@@ -21,13 +21,9 @@ def params() -> dict:
 
 
 def with_value(params: dict, dotted: str, value) -> dict:
-    """The sub-mapping at `dotted`'s parent, with the last key set to `value`."""
-    *parents, key = dotted.split(".")
-    node = params
-    for part in parents:
-        node = node[part]
-    node[key] = value
-    return node
+    """params with the dotted key set to `value`."""
+    config.dotted_set(params, dotted, value)
+    return params
 
 
 def assert_config_error(call, *fragments: str) -> str:

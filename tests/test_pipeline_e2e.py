@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from benchlib import copy_sources
+from squeeze.config import dotted_set
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHIVE = Path(os.environ.get("SQUEEZE_CIFAR_ARCHIVE",
@@ -106,11 +107,7 @@ def params_set(repo: Path, env: dict, *overrides: tuple[str, object]):
     lock = (repo / "dvc.lock").read_bytes()
     params = yaml.safe_load(original)
     for key, value in overrides:
-        *parents, leaf = key.split(".")
-        node = params
-        for part in parents:
-            node = node[part]
-        node[leaf] = value
+        dotted_set(params, key, value)
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         yield

@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 
 from squeeze import provenance
+from squeeze.config import dotted_set
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ROOT / "profiles"
@@ -19,11 +20,7 @@ def study_params() -> dict:
 def with_profile(name: str) -> dict:
     params = study_params()
     for key, value in yaml.safe_load((PROFILES / f"{name}.yaml").read_text()).items():
-        *parents, leaf = key.split(".")
-        node = params
-        for part in parents:
-            node = node[part]
-        node[leaf] = value
+        dotted_set(params, key, value)
     return params
 
 
