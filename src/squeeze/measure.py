@@ -1,4 +1,4 @@
-"""Counting, scoring and latency (accuracy: evaluation.py).
+"""Counting, scoring, sparsity and latency (accuracy: evaluation.py).
 
 Counting convention (the thop convention, which reproduces the study's baseline score exactly):
 - `params`: every parameter; `nonzero_params`: those that are not exactly zero.
@@ -127,3 +127,17 @@ def latency_ms(model: nn.Module, batch_size: int, threads: int, warmup: int, rep
         return statistics.median(times) * 1000 / batch_size
     finally:
         torch.set_num_threads(previous)
+
+
+def prunable_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The conv and linear weights, by parameter name."""
+    return {f"{name}.weight": m.weight for name, m in model.named_modules()
+            if isinstance(m, (nn.Conv2d, nn.Linear))}
+
+
+def sparsity(model: nn.Module) -> float:
+    """Fraction of conv and linear weights that are exactly zero."""
+    weights = list(prunable_weights(model).values())
+    total = sum(w.numel() for w in weights)
+    zeros = sum(int((w == 0).sum()) for w in weights)
+    return zeros / total

@@ -19,6 +19,7 @@ from torch import nn
 
 from . import models
 from .config import MAX_GLOBAL_STRUCTURED_AMOUNT
+from .measure import prunable_weights, sparsity  # noqa: F401 (measurements, re-exported)
 
 
 # ---- structured -------------------------------------------------------------------------------
@@ -118,12 +119,6 @@ def prune_filters(model: models.ResNet18, amount: float, scope: str = "layerwise
 
 # ---- unstructured -----------------------------------------------------------------------------
 
-def prunable_weights(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The conv and linear weights, by parameter name."""
-    return {f"{name}.weight": m.weight for name, m in model.named_modules()
-            if isinstance(m, (nn.Conv2d, nn.Linear))}
-
-
 def _smallest(values: torch.Tensor, candidates: torch.Tensor, count: int) -> torch.Tensor:
     """A mask of the `count` smallest `values` among `candidates` (ties broken by position)."""
     drop = torch.zeros_like(candidates)
@@ -170,11 +165,3 @@ def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
     for name, mask in masks.items():
         weight = params[name]
         weight.mul_(mask.to(device=weight.device, dtype=weight.dtype))
-
-
-def sparsity(model: nn.Module) -> float:
-    """Fraction of conv and linear weights that are exactly zero."""
-    weights = list(prunable_weights(model).values())
-    total = sum(w.numel() for w in weights)
-    zeros = sum(int((w == 0).sum()) for w in weights)
-    return zeros / total

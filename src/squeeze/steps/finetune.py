@@ -13,8 +13,7 @@ from .. import checkpoint, recovery, train
 from ..config import FinetuneConfig
 from ..fsutil import write_json
 from ..history import write_history
-from ..measure import model_counts
-from ..prune import sparsity
+from ..measure import model_counts, sparsity
 from .common import file_sha256, load_data, measured, on, to_cpu, untrained
 
 # prune(model, round, rounds) prunes in place to round/rounds of the stage's amount and returns

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .. import checkpoint, device as devices, measure, prune, quantize
+from .. import checkpoint, device as devices, measure, quantize
 from ..batches import DeviceData
 from ..config import EvaluateConfig, Int8Config
 from ..evaluation import accuracy
@@ -31,7 +31,7 @@ def run(structured: float, unstructured: float, quant: str, int8_cfg: Int8Config
     float_model.eval()
     spec = float_model.spec
     counts = measure.model_counts(float_model)
-    sparsity = prune.sparsity(float_model)
+    sparsity = measure.sparsity(float_model)
     # accuracy runs where it is real: int8 on its CPU kernels, the others on the fastest device
     data = DeviceData.from_file(data_path, torch.device("cpu") if quant == "int8"
                                 else devices.pick(device))
