@@ -26,16 +26,16 @@ OUT = ROOT / "reports" / "methods.csv"
 FIGURE = ROOT / "reports" / "methods.png"
 GRID = {"prune.unstructured.amounts": [0], "quantize.types": ["fp32"]}
 FT = "finetune.structured."
-METHODS = {  # name -> overrides on top of the profile; each lever alone, then combined
+METHODS = {  # name -> overrides on top of the profile; in the order `run` takes them
     "study": {},
-    "cosine_iter": {FT + "schedule": "cosine_iter"},
+    "combined": {FT + "schedule": "cosine_iter", FT + "recalibrate_batches": 50,
+                 FT + "distill_alpha": 0.7},
     "recal": {FT + "recalibrate_batches": 50},
+    "cosine_iter": {FT + "schedule": "cosine_iter"},
     "distill": {FT + "distill_alpha": 0.7, FT + "distill_temperature": 4},
     "group_norm": {"prune.structured.criterion": "group_norm"},
     "block_internal": {"prune.structured.layers": "block-internal"},
     "rounds3": {"prune.structured.rounds": 3},
-    "combined": {FT + "schedule": "cosine_iter", FT + "recalibrate_batches": 50,
-                 FT + "distill_alpha": 0.7},
 }
 COLUMNS = ("method", "structured", "accuracy_before_finetune", "accuracy_recalibrated",
            "accuracy", "score", "params", "finetune_epochs", "finetune_seconds",
