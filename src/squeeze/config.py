@@ -46,11 +46,9 @@ def load_params(path: str | Path = "params.yaml") -> dict:
 
 def section(params: Mapping, dotted: str) -> dict:
     """The sub-mapping at `dotted` (e.g. "prune.structured"); a missing one is an error."""
-    node: Any = params
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            raise ConfigError(f"params.yaml: section '{dotted}' is missing")
-        node = node[part]
+    node = dotted_get(params, dotted, _MISSING)
+    if node is _MISSING:
+        raise ConfigError(f"params.yaml: section '{dotted}' is missing")
     if not isinstance(node, Mapping):
         raise ConfigError(f"params.yaml: '{dotted}' must be a mapping, got {node!r}")
     return dict(node)
