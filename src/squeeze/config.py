@@ -46,8 +46,9 @@ def load_params(path: str | Path = "params.yaml") -> dict:
 
 def section(params: Mapping, dotted: str) -> dict:
     """The sub-mapping at `dotted` (e.g. "prune.structured"); a missing one is an error."""
-    node = dotted_get(params, dotted, _MISSING)
-    if node is _MISSING:
+    absent = object()
+    node = dotted_get(params, dotted, absent)
+    if node is absent:
         raise ConfigError(f"params.yaml: section '{dotted}' is missing")
     if not isinstance(node, Mapping):
         raise ConfigError(f"params.yaml: '{dotted}' must be a mapping, got {node!r}")
