@@ -286,3 +286,27 @@ def test_fingerprint_depends_on_config_spec_device_and_extra():
     # a resume file written on another device (its RNG state has another size) is not this run's
     assert base != train.fingerprint(config(), fresh_model(4), torch.device("cuda"))
     assert len(base) == 16
+
+
+def test_a_resume_file_that_does_not_fit_is_ignored_and_changes_nothing(tmp_path, small_data,
+                                                                        capsys):
+    """A resume file with this run's id whose RNG state has another size (as one written on
+    another device would): a one-line notice, training from epoch 1, the same result as a fresh
+    run."""
+    cfg = config(epochs=2)
+    resume = tmp_path / "resume.pt"
+    model = fresh_model()
+    run_id = train.fingerprint(cfg, model, torch.device("cpu"))
+    checkpoint.save(resume, {"kind": "resume", "run_id": run_id, "epoch": 1,
+                             "state_dict": fresh_model(seed=5).state_dict(),
+                             "optimizer": torch.optim.SGD(model.parameters(), lr=0.1).state_dict(),
+                             "scheduler": {}, "generator": torch.zeros(3, dtype=torch.uint8),
+                             "history": [{"epoch": 1}]})
+    result = train.fit(model, small_data, cfg, name="t", resume_path=resume)
+    out = capsys.readouterr().out
+    assert "ignoring resume checkpoint" in out and "does not fit this run" in out
+    assert result.resumed_from_epoch == 0 and [r["epoch"] for r in result.history] == [1, 2]
+    fresh = fresh_model()
+    expected = train.fit(fresh, small_data, cfg, name="t")
+    assert without_timing(result.history) == without_timing(expected.history)
+    assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in model.state_dict().items())

@@ -10,6 +10,7 @@ On CUDA: channels_last memory format and bf16 autocast for the training steps, p
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -193,12 +194,24 @@ def _try_resume(path, run_id, model, optimizer, scheduler, generator, result) ->
         print(f"ignoring resume checkpoint: {err}", flush=True)
         return 0
     if state.get("run_id") != run_id:
-        print(f"ignoring resume checkpoint {path}: written by a run with other settings", flush=True)
+        print(f"ignoring resume checkpoint {path}: written by a run with other settings, another "
+              "device or another torch", flush=True)
         return 0
-    model.load_state_dict(state["state_dict"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    generator.set_state(state["generator"])
+    saved = ({k: v.clone() for k, v in model.state_dict().items()},
+             copy.deepcopy(optimizer.state_dict()), scheduler.state_dict(), generator.get_state())
+    try:
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as err:  # a file that does not fit
+        model.load_state_dict(saved[0])
+        optimizer.load_state_dict(saved[1])
+        scheduler.load_state_dict(saved[2])
+        generator.set_state(saved[3])
+        reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        print(f"ignoring resume checkpoint {path}: it does not fit this run ({reason})", flush=True)
+        return 0
     result.history = list(state["history"])
     result.resumed_from_epoch = int(state["epoch"])
     print(f"resuming from epoch {state['epoch']} ({path})", flush=True)
