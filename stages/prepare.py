@@ -5,11 +5,15 @@ from squeeze.config import DataConfig, section
 PARAMS = ("data",)
 
 
+def configs(args, params) -> dict:
+    return {"cfg": DataConfig.from_params(section(params, "data"))}
+
+
 def main(args, params):
     from squeeze.data import prepare
     from squeeze.fsutil import write_json
 
-    summary = prepare(DataConfig.from_params(section(params, "data")), args.out)
+    summary = prepare(configs(args, params)["cfg"], args.out)
     write_json(args.out_summary, summary)
     print(summary)
 

@@ -2,18 +2,23 @@
 from squeeze import cli
 from squeeze.config import FinetuneConfig, StructuredConfig, amount_arg, section
 
-PARAMS = ("prune.structured.scope", "prune.structured.criterion", "finetune.structured")
+PARAMS = ("prune.structured.scope", "prune.structured.criterion", "prune.structured.layers",
+          "prune.structured.rounds", "finetune.structured")
+
+
+def configs(args, params) -> dict:
+    return {"amount": amount_arg(args.amount, "prune.structured.amounts"),
+            "prune_cfg": StructuredConfig.from_params(section(params, "prune.structured")),
+            "finetune_cfg": FinetuneConfig.from_params(section(params, "finetune.structured"),
+                                                       "finetune.structured")}
 
 
 def main(args, params):
     from squeeze.steps import structured
 
-    amount = amount_arg(args.amount, "prune.structured.amounts")
-    print(structured.run(amount, StructuredConfig.from_params(section(params, "prune.structured")),
-                         FinetuneConfig.from_params(section(params, "finetune.structured"),
-                                                 "finetune.structured"),
-                         args.base, args.data, args.out, args.out_metrics, args.out_log,
-                         args.resume))
+    print(structured.run(**configs(args, params), base=args.base, data_path=args.data,
+                         out=args.out, out_metrics=args.out_metrics, log_path=args.out_log,
+                         resume_path=args.resume))
 
 
 if __name__ == "__main__":

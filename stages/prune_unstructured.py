@@ -5,16 +5,20 @@ from squeeze.config import FinetuneConfig, UnstructuredConfig, amount_arg, secti
 PARAMS = ("prune.unstructured.scope", "finetune.unstructured")
 
 
+def configs(args, params) -> dict:
+    return {"structured": amount_arg(args.structured, "prune.structured.amounts"),
+            "amount": amount_arg(args.amount, "prune.unstructured.amounts"),
+            "prune_cfg": UnstructuredConfig.from_params(section(params, "prune.unstructured")),
+            "finetune_cfg": FinetuneConfig.from_params(section(params, "finetune.unstructured"),
+                                                       "finetune.unstructured")}
+
+
 def main(args, params):
     from squeeze.steps import unstructured
 
-    print(unstructured.run(amount_arg(args.structured, "prune.structured.amounts"),
-                           amount_arg(args.amount, "prune.unstructured.amounts"),
-                           UnstructuredConfig.from_params(section(params, "prune.unstructured")),
-                           FinetuneConfig.from_params(section(params, "finetune.unstructured"),
-                                                   "finetune.unstructured"),
-                           args.base, args.data, args.out, args.out_metrics, args.out_log,
-                           args.resume))
+    print(unstructured.run(**configs(args, params), base=args.base, data_path=args.data,
+                           out=args.out, out_metrics=args.out_metrics, log_path=args.out_log,
+                           resume_path=args.resume))
 
 
 if __name__ == "__main__":

@@ -5,15 +5,21 @@ from squeeze.config import EvaluateConfig, Int8Config, amount_arg, quant_arg, se
 PARAMS = ("quantize.{quant}", "evaluate")  # {quant}: this stage's type; fp32 and fp16 hold {}
 
 
+def configs(args, params) -> dict:
+    quant = quant_arg(args.quant)
+    return {"structured": amount_arg(args.structured, "prune.structured.amounts"),
+            "unstructured": amount_arg(args.unstructured, "prune.unstructured.amounts"),
+            "quant": quant,
+            "int8_cfg": (Int8Config.from_params(section(params, "quantize.int8"))
+                         if quant == "int8" else None),
+            "eval_cfg": EvaluateConfig.from_params(section(params, "evaluate"))}
+
+
 def main(args, params):
     from squeeze.steps import quantized
 
-    quant = quant_arg(args.quant)
-    int8_cfg = Int8Config.from_params(section(params, "quantize.int8")) if quant == "int8" else None
-    print(quantized.run(amount_arg(args.structured, "prune.structured.amounts"),
-                        amount_arg(args.unstructured, "prune.unstructured.amounts"), quant,
-                        int8_cfg, EvaluateConfig.from_params(section(params, "evaluate")),
-                        args.base, args.data, args.out, args.out_metrics))
+    print(quantized.run(**configs(args, params), base=args.base, data_path=args.data,
+                        out_model=args.out, out_metrics=args.out_metrics))
 
 
 if __name__ == "__main__":

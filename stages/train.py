@@ -5,12 +5,17 @@ from squeeze.config import ModelConfig, TrainConfig, section
 PARAMS = ("model", "train")
 
 
+def configs(args, params) -> dict:
+    return {"model_cfg": ModelConfig.from_params(section(params, "model")),
+            "train_cfg": TrainConfig.from_params(section(params, "train"), "train")}
+
+
 def main(args, params):
     from squeeze.steps import baseline
 
-    print(baseline.run(ModelConfig.from_params(section(params, "model")),
-                       TrainConfig.from_params(section(params, "train"), "train"),
-                       args.data, args.out, args.out_metrics, args.out_log, args.resume))
+    print(baseline.run(**configs(args, params), data_path=args.data, out=args.out,
+                       out_metrics=args.out_metrics, log_path=args.out_log,
+                       resume_path=args.resume))
 
 
 if __name__ == "__main__":

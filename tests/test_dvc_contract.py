@@ -46,3 +46,36 @@ def test_closures_are_small_by_design():
         deps = closure(script_of(stages()[stage]))
         assert not [p for p in deps if re.search(r"/(report|figures|provenance|profiles)\.py", p)]
     assert "src/squeeze/data.py" not in closure(ROOT / "stages/train.py")  # sources: prepare only
+
+
+def load_stage(name: str):
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", ROOT / "stages" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("profile", [None, "quick", "cpu"])
+@pytest.mark.parametrize("name", ["prepare", "train", "prune_structured", "prune_unstructured",
+                                  "quantize"])
+def test_each_stage_builds_its_configs_from_its_declared_params_alone(name, profile):
+    """What a stage parses comes from the keys it declares: its configs build from
+    `restrict(params, PARAMS)` for every grid item (a key read but not declared fails here)."""
+    import argparse
+
+    from squeeze import cli, profiles
+    from squeeze.config import dotted_set, grid, load_params, restrict
+
+    params = load_params(ROOT / "params.yaml")
+    if profile:
+        for key, value in profiles.load(profile, ROOT / "profiles").items():
+            dotted_set(params, key, value)
+    module = load_stage(name)
+    structured, unstructured, quants = grid(params)
+    items = [{"amount": str(s), "structured": str(s), "unstructured": str(u), "quant": q}
+             for s in structured for u in unstructured for q in quants]
+    for item in items:
+        args = argparse.Namespace(**item)
+        built = module.configs(args, restrict(params, cli.declared(module.PARAMS, args)))
+        assert built and all(value is not None for key, value in built.items()
+                             if key != "int8_cfg")
