@@ -106,6 +106,23 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def budgets(rows: list[dict]) -> str:
+    """Per method, the best accuracy at a score no higher than the study method's s0.5 and s0.7
+    models (issue 11's yardsticks), as a markdown table."""
+    study = {number(r["structured"]): number(r["score"]) for r in rows if r["method"] == "study"}
+    marks = [(f"score <= study s{s:g} ({study[s]:.4f})", study[s]) for s in (0.5, 0.7) if s in study]
+    lines = ["| method | " + " | ".join(m for m, _ in marks) + " |",
+             "|---|" + "---|" * len(marks)]
+    for name in dict.fromkeys(r["method"] for r in rows):
+        cells = []
+        for _, limit in marks:
+            fits = [number(r["accuracy"]) for r in rows
+                    if r["method"] == name and number(r["score"]) <= limit]
+            cells.append(f"{100 * max(fits):.2f}" if fits else "—")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def draw(rows: list[dict]) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -145,6 +162,8 @@ def main() -> None:
         rows = read_rows()
         draw(rows)
         print(markdown(rows))
+        print()
+        print(budgets(rows))
 
 
 if __name__ == "__main__":

@@ -51,3 +51,13 @@ def test_every_method_sets_only_known_params():
     for name, overrides in methods.METHODS.items():
         for key in overrides:
             assert dotted_get(params, key, None) is not None, (name, key)
+
+
+def test_budgets_take_the_study_models_scores_as_limits():
+    rows = [{"method": "study", "structured": "0.5", "score": "0.06", "accuracy": "0.79"},
+            {"method": "study", "structured": "0.7", "score": "0.02", "accuracy": "0.70"},
+            {"method": "better", "structured": "0.5", "score": "0.05", "accuracy": "0.81"},
+            {"method": "better", "structured": "0.3", "score": "0.12", "accuracy": "0.83"}]
+    table = methods.budgets(rows)
+    assert "| study | 79.00 | 70.00 |" in table
+    assert "| better | 81.00 | — |" in table
