@@ -81,6 +81,9 @@ def run(names: list[str], data: str | None) -> None:
                      **METHODS[name]}
         command = ["dvc", "exp", "run", "-n", f"methods-{name}", *profiles.set_args(overrides)]
         print(" ".join(profiles.shell_quote(c) for c in command), flush=True)
+        # `dvc exp run -S` edits the workspace's params.yaml, which still holds the previous
+        # experiment's values: start every method from the committed params.yaml
+        subprocess.run(["git", "checkout", "HEAD", "--", "params.yaml"], cwd=ROOT, check=True)
         subprocess.run(command, cwd=ROOT, check=True)
         kept = [r for r in read_rows() if r["method"] != name]
         write_rows(kept + rows_of(name, ROOT))

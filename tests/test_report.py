@@ -445,3 +445,18 @@ def test_dvc_plots_diff_overlays_both_revisions_fronts(quick_report, tmp_path):
             fronts.setdefault(v["rev"], set()).add(v["model"])
     assert fronts == {"HEAD": set(quick_report.summary()["pareto"]),
                       "workspace": set(smaller.summary()["pareto"])}
+
+
+def test_profile_warns_when_the_workspace_params_differ_from_head(tmp_path, monkeypatch):
+    from squeeze.__main__ import workspace_params_warning
+
+    env = git_env()
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True, env=env)
+    (tmp_path / "params.yaml").write_text("a: 1\n")
+    git_commit(tmp_path, "params")
+    monkeypatch.chdir(tmp_path)
+    assert workspace_params_warning() is None
+    (tmp_path / "params.yaml").write_text("a: 2\n")  # what an earlier `dvc exp run` leaves
+    warning = workspace_params_warning()
+    assert warning.startswith("warning: params.yaml differs from HEAD")
+    assert "git checkout HEAD -- params.yaml" in warning

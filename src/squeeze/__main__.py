@@ -21,6 +21,19 @@ def inspect(args) -> dict:
     return {"model": source, **measure.counts(model), "spec": model.spec.to_dict()}
 
 
+def workspace_params_warning(path: str = "params.yaml") -> str | None:
+    """`dvc exp run -S` edits the workspace's params.yaml, which after an earlier experiment
+    still holds that experiment's values: the overrides then apply on top of them."""
+    import subprocess
+
+    diff = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", path], capture_output=True)
+    if diff.returncode == 1:
+        return (f"warning: {path} differs from HEAD (an earlier experiment's values?); the "
+                f"profile's overrides apply on top of it. `git checkout HEAD -- {path}` starts "
+                "from the committed settings")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m squeeze")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -51,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     print(" ".join(profiles.shell_quote(c) for c in command), flush=True)
     if args.print:
         return 0
+    warning = workspace_params_warning()
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     import subprocess
     return subprocess.call(command)
 
