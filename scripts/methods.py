@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from squeeze import profiles
+from squeeze.figures import log_axis
 from squeeze.config import load_params
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,7 +140,7 @@ def draw(rows: list[dict]) -> None:
         ax.plot([number(r["score"]) for r in group], [number(r["accuracy"]) for r in group],
                 marker=markers[i % len(markers)], label=name,
                 linewidth=2.5 if name == "study" else 1.2, color="black" if name == "study" else None)
-    ax.set_xscale("log")
+    log_axis(ax)
     ax.set(title="Structured pruning methods, fp32, unstructured 0 (cpu profile)",
            xlabel="score, measured (log; lower is better)", ylabel="test accuracy after fine-tune")
     ax.grid(alpha=0.3)

@@ -63,15 +63,20 @@ def _float_rows(rows: Sequence[Mapping]) -> list[Mapping]:
 def _tradeoff_axes(ax: "Axes", title: str, score: str = "score") -> None:
     label = ("score, measured (log; lower is better)" if score == "score" else
              "score, the study's nominal formula (log; lower is better)")
+    ax.set(title=title, xlabel=label, ylabel="test accuracy")
+    log_axis(ax)
+    ax.grid(alpha=0.3)
+
+
+def log_axis(ax: "Axes") -> None:
+    """A log x axis with 1-2-5 ticks as plain numbers: a short log axis gets labels that
+    neither vanish nor overlap."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    ax.set(title=title, xlabel=label, ylabel="test accuracy")
     ax.set_xscale("log")
-    # 1-2-5 ticks as plain numbers: a short log axis gets labels that neither vanish nor overlap
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.grid(alpha=0.3)
 
 
 def _legend(ax: "Axes", **kwargs) -> None:
