@@ -355,9 +355,9 @@ def validate(params: Mapping) -> None:
                    "fine-tunes for at least one epoch")
     _check_keys("quantize", section(params, "quantize"), {"types", *QUANT_TYPES})
     for quant in ("fp32", "fp16"):
-        if section(params, f"quantize.{quant}"):
-            raise _bad(f"quantize.{quant}", section(params, f"quantize.{quant}"),
-                       "{} (this type has no settings)")
+        settings = section(params, f"quantize.{quant}")
+        if settings:
+            raise _bad(f"quantize.{quant}", settings, "{} (this type has no settings)")
     Int8Config.from_params(section(params, "quantize.int8"))
     EvaluateConfig.from_params(section(params, "evaluate"))
 

@@ -5,7 +5,8 @@ fp16: weights and activations in half precision. On CUDA the model runs in fp16.
   representative of deployment, while the rounding carries the whole accuracy effect of fp16
   weights (activation rounding is not emulated on CPU).
 int8: static post-training quantization with torch.ao FX graph mode on the engine
-  `quantize.int8.engine` names (default x86: fbgemm/onednn kernels): per-channel symmetric int8 weights, per-tensor affine uint8 activations, observers
+  `quantize.int8.engine` names (default x86: fbgemm/onednn kernels): per-channel symmetric int8
+  weights, per-tensor affine uint8 activations, observers
   calibrated on training batches (never test). Chosen over torchao PT2E + X86InductorQuantizer
   because FX runs on real int8 CPU kernels eagerly, with no torch.compile step per model (minutes
   on a 2-core machine, times 25 models) and no C++ toolchain at run time. Symmetric weights keep a

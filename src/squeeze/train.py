@@ -3,10 +3,11 @@
 SGD with momentum and weight decay, cosine learning rate stepped per epoch (the study's) or per
 iteration, optional linear warm-up, cross-entropy (or a given loss: distillation).
 Each epoch ends with a test-accuracy measurement (evaluation.accuracy, the same function and
-numerics as every other measurement; logged only, never used to select: the last epoch is kept) and an atomic resume checkpoint, so a killed run loses at most one epoch and,
+numerics as every other measurement; logged only, never used to select: the last epoch is kept)
+and an atomic resume checkpoint, so a killed run loses at most one epoch and,
 on CPU with the same seed, resumes to bit-identical final weights.
 
-On CUDA: channels_last memory format and bf16 autocast for the training steps, purely for speed.
+On CUDA: channels_last memory format and bf16 autocast for the training steps, for speed only.
 """
 from __future__ import annotations
 

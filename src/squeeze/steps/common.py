@@ -42,4 +42,3 @@ def on(data: DeviceData) -> dict:
 def to_cpu(model: nn.Module) -> nn.Module:
     model.to(memory_format=torch.contiguous_format)
     return model.cpu()
-

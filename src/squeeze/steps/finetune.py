@@ -2,7 +2,6 @@
 fine-tune (optionally distilled), measure, save; optionally in several rounds."""
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
@@ -41,7 +40,7 @@ def prune_then_finetune(*, amount: float, prune: Pruner, prune_cfg, finetune_cfg
     data = load_data(data_path, device)
     model.to(data.device)
     config = dict(identity)
-    recalibrated = None
+    recalibrated = None  # stays None at amount 0: nothing was pruned
     if amount == 0:
         write_history(log_path, [])
         pruned = after = measured(model, data)
@@ -50,27 +49,25 @@ def prune_then_finetune(*, amount: float, prune: Pruner, prune_cfg, finetune_cfg
         loss_fn = (recovery.distillation_loss(model, finetune_cfg.distill_alpha,
                                               finetune_cfg.distill_temperature)
                    if finetune_cfg.distill_alpha > 0 else train.cross_entropy)
+        run_id = {"base": file_sha256(base), "amount": amount, "prune": asdict(prune_cfg)}
         history: list[dict] = []
         for index, epochs in enumerate(round_epochs(finetune_cfg.epochs, rounds), start=1):
             constraint = prune(model, index, rounds)
-            accuracy = measured(model, data)
+            accuracy, recalibrated_now = measured(model, data), None
             if finetune_cfg.recalibrate_batches:
                 recovery.recalibrate_batchnorm(model, data, finetune_cfg.recalibrate_batches,
                                                finetune_cfg.batch_size, seed=finetune_cfg.seed)
                 recalibrated_now = measured(model, data)
             if index == 1:  # right after the first pruning: what the fine-tune starts from
-                pruned = accuracy
-                recalibrated = recalibrated_now if finetune_cfg.recalibrate_batches else None
+                pruned, recalibrated = accuracy, recalibrated_now
             print(f"{name} round {index}/{rounds}: accuracy right after pruning {accuracy:.4f}"
-                  + (f", recalibrated {recalibrated_now:.4f}"
-                     if finetune_cfg.recalibrate_batches else ""), flush=True)
+                  + ("" if recalibrated_now is None else f", recalibrated {recalibrated_now:.4f}"),
+                  flush=True)
             result = train.fit(
                 model, data, replace(finetune_cfg, epochs=epochs), name=name,
                 log_path=None if rounds > 1 else log_path,
                 resume_path=None if rounds > 1 else resume_path, constraint=constraint,
-                loss_fn=loss_fn,
-                fingerprint_extra={"base": file_sha256(base), "amount": amount,
-                                   "prune": asdict(prune_cfg)})
+                loss_fn=loss_fn, fingerprint_extra=run_id)
             history += [{**row, "epoch": len(history) + i + 1}
                         for i, row in enumerate(result.history)]
             if rounds > 1:

@@ -14,6 +14,7 @@ from ..config import EvaluateConfig, Int8Config
 from ..evaluation import accuracy
 from ..fsutil import write_json
 from ..names import model_name
+from .common import load_data
 
 # what each type's accuracy is computed in, by device type (see quantize.py)
 PRECISION = {("fp32", "cpu"): "fp32", ("fp32", "cuda"): "fp32",
@@ -33,8 +34,7 @@ def run(structured: float, unstructured: float, quant: str, int8_cfg: Int8Config
     counts = measure.model_counts(float_model)
     sparsity = measure.sparsity(float_model)
     # accuracy runs where it is real: int8 on its CPU kernels, the others on the fastest device
-    data = DeviceData.from_file(data_path, torch.device("cpu") if quant == "int8"
-                                else devices.pick(device))
+    data = load_data(data_path, "cpu" if quant == "int8" else device)
     if quant == "int8":
         calibration = data.calibration_batches(int8_cfg.calibration_batch_size,
                                                int8_cfg.calibration_batches, seed=0)
@@ -54,8 +54,7 @@ def run(structured: float, unstructured: float, quant: str, int8_cfg: Int8Config
         "model": model_name(structured, unstructured, quant),
         "structured": structured, "unstructured": unstructured, "quant": quant,
         "accuracy": round(acc, 6), **devices.describe(data.device),
-        "precision": PRECISION[(quant, data.device.type)] if data.device.type in ("cpu", "cuda")
-        else quant,
+        "precision": PRECISION.get((quant, data.device.type), quant),
         **counts, "sparsity": round(sparsity, 6), "q_w": q_w, "q_a": q_a,
         "score": round(measure.score(counts["nonzero_params"], counts["ops"], quant), 6),
         "score_seed": round(measure.score_seed(structured, unstructured, quant), 6),
