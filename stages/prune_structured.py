@@ -3,7 +3,8 @@ from squeeze import cli
 from squeeze.config import FinetuneConfig, StructuredConfig, amount_arg, section
 
 PARAMS = ("prune.structured.scope", "prune.structured.criterion", "prune.structured.layers",
-          "prune.structured.rounds", "finetune.structured")
+          "prune.structured.rounds", "prune.structured.target", "prune.structured.spare_drop",
+          "finetune.structured")
 
 
 def configs(args, params) -> dict:
@@ -18,9 +19,9 @@ def main(args, params):
 
     print(structured.run(**configs(args, params), base=args.base, data_path=args.data,
                          out=args.out, out_metrics=args.out_metrics, log_path=args.out_log,
-                         resume_path=args.resume))
+                         resume_path=args.resume, sensitivity_path=args.sensitivity))
 
 
 if __name__ == "__main__":
     cli.run(main, cli.parser(__doc__, "--amount", "--base", "--data", "--out", "--out-metrics",
-                             "--out-log", "--resume"), PARAMS)
+                             "--out-log", "--resume", "--sensitivity"), PARAMS)

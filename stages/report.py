@@ -2,7 +2,7 @@
 from squeeze import cli
 
 # the grid, and every setting tradeoff.md's "Run" table describes or matches a profile on
-PARAMS = ("data", "model", "train", "finetune", "prune", "quantize", "evaluate")
+PARAMS = ("data", "model", "train", "finetune", "prune", "quantize", "evaluate", "sensitivity")
 
 
 def main(args, params):

@@ -78,7 +78,8 @@ def test_study_defaults_parse():
     # the grid (amounts) is not part of how a stage prunes: a stage's output must not depend on it
     assert StructuredConfig.from_params(
         {"amounts": [0, 0.1, 0.3, 0.5, 0.7], "scope": "layerwise", "criterion": "l1",
-         "layers": "all", "rounds": 1}) == StructuredConfig("layerwise", "l1", "all", 1)
+         "layers": "all", "rounds": 1, "target": "channels", "spare_drop": 0}
+    ) == StructuredConfig("layerwise", "l1", "all", 1, "channels", 0.0)
     assert Int8Config.from_params({"calibration_batches": 8, "calibration_batch_size": 128,
                                    "activation_observer": "histogram", "engine": "x86"}) == \
         Int8Config(8, 128, "histogram", "x86")

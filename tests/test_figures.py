@@ -41,7 +41,14 @@ def counts(fig) -> dict[str, int]:
 def test_every_figure_is_listed():
     assert set(figures.FIGURES) == {"finetune_loss", "accuracy_vs_pruning", "tradeoff_structured",
                                     "tradeoff_unstructured", "tradeoff_final", "tradeoff_latency",
-                                    "training_curves"}
+                                    "training_curves", "sensitivity"}
+
+
+def test_sensitivity_figure_draws_each_group_from_its_unpruned_accuracy(quick_report):
+    fig = figures.figure_sensitivity(quick_report)
+    lines = {line.get_label(): line.get_xydata().tolist() for line in fig.axes[0].get_lines()}
+    assert lines == {"conv1 (8) + tied": [[0.0, 0.81], [0.5, 0.41], [0.9, 0.11]],
+                     "layer1.0.conv1 (8)": [[0.0, 0.81], [0.5, 0.8], [0.9, 0.6]]}
 
 
 def test_figure_finetune_loss(quick_report):

@@ -81,10 +81,11 @@ def inputs(tmp_path_factory):
     return root
 
 
-def run_structured(root, name, prune_cfg, finetune_cfg, amount=0.5):
+def run_structured(root, name, prune_cfg, finetune_cfg, amount=0.5, sensitivity=None):
     return structured.run(amount, prune_cfg, finetune_cfg, root / "base.pt", root / "data.npz",
                           root / f"{name}.pt", root / f"{name}.json", root / f"{name}.csv",
-                          root / f"{name}-resume.pt", device="cpu")
+                          root / f"{name}-resume.pt", sensitivity or root / "absent.csv",
+                          device="cpu")
 
 
 def test_structured_step_with_every_lever(inputs):
@@ -111,5 +112,6 @@ def test_block_internal_keeps_residual_widths(inputs):
     assert model.spec.stage_widths == (8, 16, 32, 64)
     assert model.spec.block_widths == ((4, 4), (8, 8), (16, 16), (32, 32))
     assert payload["config"]["prune"] == {"scope": "layerwise", "criterion": "l2",
-                                          "layers": "block-internal", "rounds": 1}
+                                          "layers": "block-internal", "rounds": 1,
+                                          "target": "channels", "spare_drop": 0.0}
     assert result["accuracy_recalibrated"] is None

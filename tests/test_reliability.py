@@ -303,7 +303,7 @@ def prune_argv(params: Path, project: Path) -> list:
     return [stage("prune_structured"), "--params", params, "--amount", "0.5",
             "--base", project / "models/base.pt", "--data", project / "data/prepared/dataset.npz",
             "--out", "out/s0.5.pt", "--out-metrics", "out/s0.5.json", "--out-log", "out/s0.5.csv",
-            "--resume", "resume/s0.5.pt"]
+            "--resume", "resume/s0.5.pt", "--sensitivity", "sensitivity.csv"]
 
 
 def quantize_argv(params: Path, project: Path, quant: str = "fp32", base: Path | None = None):
@@ -444,12 +444,15 @@ def test_quantize_rejects_an_unknown_type_argument(zygote, project, tmp_path):
 
 # ---- a bad value anywhere stops every stage, before it reads anything --------------------------
 
-@pytest.mark.parametrize("stage_name", ["prepare", "train", "prune_structured", "quantize"])
+@pytest.mark.parametrize("stage_name", ["prepare", "train", "sensitivity", "prune_structured",
+                                        "quantize"])
 @pytest.mark.parametrize("key, value, fragments", [
     ("prune.structured.amounts", [0, 0.1, 1.2], ["prune.structured.amounts", "1.2", "[0, 1)"]),
+    ("prune.structured.target", "flops", ["prune.structured.target", "'flops'",
+                                          "one of channels, params, ops"]),
     ("quantize.int8.calibration_batches", 0, ["quantize.int8.calibration_batches", ">= 1"]),
     ("evaluate.latency_threads", "two", ["evaluate.latency_threads", "'two'"]),
-], ids=["amount", "int8", "evaluate"])
+], ids=["amount", "target", "int8", "evaluate"])
 def test_every_stage_checks_the_whole_params_file_first(zygote, project, tmp_path, stage_name,
                                                          key, value, fragments):
     """Whatever part a stage reads, a bad value anywhere stops it in one line before it touches
@@ -458,6 +461,8 @@ def test_every_stage_checks_the_whole_params_file_first(zygote, project, tmp_pat
     missing = tmp_path / "no-such-input"
     argv = {"prepare": prepare_argv(params),
             "train": train_argv(params, missing),
+            "sensitivity": [stage("sensitivity"), "--params", params, "--base", missing,
+                            "--data", missing, "--out", "out/sensitivity.csv"],
             "prune_structured": prune_argv(params, missing),
             "quantize": quantize_argv(params, missing)}[stage_name]
     assert_names(run_failing(zygote, argv, tmp_path), *fragments)

@@ -96,7 +96,26 @@ def write_inputs(root: Path, grid: report.Grid) -> Path:
     for run, path in grid.log_files(metrics / "train"):
         amount = run["unstructured"] if run["stage"] == "unstructured" else run["structured"]
         write_log(path, 0 if amount == 0 else EPOCHS[run["stage"]])
+    (metrics / report.SENSITIVITY_FILE).write_text(SENSITIVITY_CSV)
     return metrics
+
+
+SENSITIVITY_CSV = """group,convs,channels,amount,accuracy,drop
+conv1,conv1 layer1.0.conv2 layer1.1.conv2,8,0.5,0.41,0.4
+conv1,conv1 layer1.0.conv2 layer1.1.conv2,8,0.9,0.11,0.7
+layer1.0.conv1,layer1.0.conv1,8,0.5,0.8,0.01
+layer1.0.conv1,layer1.0.conv1,8,0.9,0.6,0.21
+"""
+
+
+def test_sensitivity_table_and_figure(quick_report, tmp_path):
+    assert quick_report.sensitivity[1] == {
+        "group": "conv1", "convs": "conv1 layer1.0.conv2 layer1.1.conv2", "channels": 8,
+        "amount": 0.9, "accuracy": 0.11, "drop": 0.7}
+    text = report.markdown(quick_report, quick_report.summary())
+    assert "| conv1 | conv1, layer1.0.conv2, layer1.1.conv2 | 8 | -40.00 | -70.00 |" in text
+    assert "| layer1.0.conv1 | layer1.0.conv1 | 8 | -1.00 | -21.00 |" in text
+    assert "from 81.00 on held-out training images" in text
 
 
 @pytest.fixture
@@ -357,7 +376,7 @@ def test_dvc_yaml_declares_the_report_stage_metrics_and_plots():
     stage = pipeline["stages"]["report"]
     # the grid, and every section the "Run" table of tradeoff.md describes
     assert set(stage["params"]) == {"data", "model", "train", "finetune", "prune", "quantize",
-                                    "evaluate"}
+                                    "evaluate", "sensitivity"}
     assert {"metrics", "profiles", "src/squeeze/provenance.py"} <= set(stage["deps"])
     outs = {next(iter(o)): o[next(iter(o))] for o in stage["outs"]}
     assert all(options == {"cache": False} for options in outs.values())

@@ -55,10 +55,23 @@ class DeviceData:
 
     def calibration_batches(self, batch_size: int, count: int, seed: int) -> Iterator:
         """Un-augmented, normalised training images (never test) for int8 calibration."""
+        for x, _ in self.held_batches(batch_size, batch_size * count, seed):
+            yield x
+
+    def held_batches(self, batch_size: int, images: int, seed: int) -> Iterator[tuple]:
+        """`images` training images drawn without replacement by `seed`, un-augmented and
+        normalised, with their labels: measurements that must not look at the test set."""
         rng = np.random.default_rng(seed)
-        idx = rng.permutation(len(self.y_train))[: batch_size * count]
+        idx = torch_index(rng.permutation(len(self.y_train))[:images], self.device)
         for start in range(0, len(idx), batch_size):
-            yield self.normalize(self.x_train[idx[start:start + batch_size]])
+            chunk = idx[start:start + batch_size]
+            yield self.normalize(self.x_train[chunk]), self.y_train[chunk]
+
+
+def torch_index(idx: np.ndarray, device):
+    import torch
+
+    return torch.as_tensor(idx, dtype=torch.long, device=device)
 
 
 def augment(x, generator, padding: int = 4):

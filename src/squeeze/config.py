@@ -21,9 +21,10 @@ SCHEDULES = ("cosine", "cosine_iter", "constant")  # cosine: stepped per epoch (
 PRUNE_SCOPES = ("layerwise", "global")
 PRUNE_CRITERIA = ("l1", "l2", "group_norm", "random")
 PRUNE_LAYERS = ("all", "block-internal")
+PRUNE_TARGETS = ("channels", "params", "ops")  # what a structured amount is a fraction of
 ACTIVATION_OBSERVERS = ("histogram", "minmax")
 INT8_ENGINES = ("x86", "fbgemm", "onednn", "qnnpack")  # torch.backends.quantized engines
-SECTIONS = ("data", "model", "train", "prune", "finetune", "quantize", "evaluate")
+SECTIONS = ("data", "model", "train", "prune", "finetune", "quantize", "evaluate", "sensitivity")
 MAX_GLOBAL_STRUCTURED_AMOUNT = 0.8  # see prune.MAX_GLOBAL_AMOUNT
 
 
@@ -253,14 +254,22 @@ class StructuredConfig:
     criterion: str
     layers: str = "all"  # all | block-internal (only each block's first conv, Li et al.'s ResNet)
     rounds: int = 1  # iterative pruning: prune and fine-tune k times, the fine-tune epochs split
+    target: str = "channels"  # an amount is a fraction of each layer's channels | params | ops
+    spare_drop: float = 0.0  # spare groups whose sensitivity drop exceeds this; 0 = spare none
 
     @classmethod
     def from_params(cls, d: Mapping) -> "StructuredConfig":
         _check_keys("prune.structured", d, _fields(cls) | {"amounts"}, required=_fields(cls))
+        spare_drop = non_negative_float("prune.structured.spare_drop", d["spare_drop"])
+        if spare_drop >= 1:
+            raise _bad("prune.structured.spare_drop", d["spare_drop"],
+                       "a number in [0, 1): an accuracy drop (fraction); 0 = spare no layer")
         return cls(scope=choice("prune.structured.scope", d["scope"], PRUNE_SCOPES),
                    criterion=choice("prune.structured.criterion", d["criterion"], PRUNE_CRITERIA),
                    layers=choice("prune.structured.layers", d["layers"], PRUNE_LAYERS),
-                   rounds=positive_int("prune.structured.rounds", d["rounds"]))
+                   rounds=positive_int("prune.structured.rounds", d["rounds"]),
+                   target=choice("prune.structured.target", d["target"], PRUNE_TARGETS),
+                   spare_drop=spare_drop)
 
     def check_amount(self, amount: float) -> float:
         """One structured amount, checked against this method (global scope caps it)."""
@@ -271,6 +280,24 @@ class StructuredConfig:
                 f"each amount must be <= {MAX_GLOBAL_STRUCTURED_AMOUNT} (a global ranking cannot "
                 "cap single layers, so higher amounts skip whole layers); use scope: layerwise")
         return amount
+
+
+@dataclass(frozen=True)
+class SensitivityConfig:
+    """Li et al.'s sensitivity analysis: each filter group pruned alone at each amount, no
+    fine-tune, accuracy on `images` held-out training images (never test: the layers it finds
+    sensitive steer pruning, so test images must not choose them)."""
+    amounts: tuple[float, ...]
+    images: int
+
+    @classmethod
+    def from_params(cls, d: Mapping) -> "SensitivityConfig":
+        _check_keys("sensitivity", d, _fields(cls))
+        found = amounts("sensitivity.amounts", d["amounts"])
+        if 0 in found:
+            raise _bad("sensitivity.amounts", d["amounts"], "amounts in (0, 1): 0 prunes nothing")
+        return cls(amounts=tuple(sorted(found)),
+                   images=positive_int("sensitivity.images", d["images"]))
 
 
 @dataclass(frozen=True)
@@ -360,6 +387,7 @@ def validate(params: Mapping) -> None:
             raise _bad(f"quantize.{quant}", settings, "{} (this type has no settings)")
     Int8Config.from_params(section(params, "quantize.int8"))
     EvaluateConfig.from_params(section(params, "evaluate"))
+    SensitivityConfig.from_params(section(params, "sensitivity"))
 
 
 _MISSING = object()

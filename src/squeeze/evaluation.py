@@ -10,6 +10,8 @@ measured twice on one device gives one number:
 """
 from __future__ import annotations
 
+from typing import Iterable
+
 import torch
 from torch import nn
 
@@ -18,18 +20,25 @@ from .batches import DeviceData
 BATCH_SIZE = 500  # fixed: kernels may differ with batch size, and so might the last digit
 
 
-@torch.no_grad()
 def accuracy(model: nn.Module, data: DeviceData, dtype: torch.dtype | None = None) -> float:
     """Top-1 test accuracy (fraction) of `model` on data's test split, on data's device."""
+    return accuracy_on(model, data.test_batches(BATCH_SIZE), data.device, dtype)
+
+
+@torch.no_grad()
+def accuracy_on(model: nn.Module, batches: Iterable[tuple], device: torch.device,
+                dtype: torch.dtype | None = None) -> float:
+    """Top-1 accuracy (fraction) over (images, labels) batches already on `device`."""
     model.eval()
-    cuda = data.device.type == "cuda"
+    cuda = device.type == "cuda"
     if cuda:
         model.to(memory_format=torch.channels_last)
-    correct = 0
-    for x, y in data.test_batches(BATCH_SIZE):
+    correct = total = 0
+    for x, y in batches:
         if cuda:
             x = x.contiguous(memory_format=torch.channels_last)
         if dtype is not None:
             x = x.to(dtype)
         correct += int((model(x).argmax(1) == y).sum())
-    return correct / len(data.y_test)
+        total += len(y)
+    return correct / total

@@ -215,6 +215,31 @@ def figure_training_curves(report: Report) -> "Figure":
     return fig
 
 
+def figure_sensitivity(report: Report) -> "Figure":
+    """Li et al.'s Figure 2: accuracy against the fraction of one group's filters removed, one
+    line per group (the residual streams thick), every other group untouched."""
+    fig, (ax,) = new_figure()
+    groups = _by(report.sensitivity, "group")
+    from matplotlib import colormaps
+
+    colors = colormaps["tab20"]
+    for i, (group, rows) in enumerate(groups.items()):
+        base = rows[0]["accuracy"] + rows[0]["drop"]
+        tied = " " in rows[0]["convs"]  # a residual stream: several convs pruned together
+        points = [{"amount": 0.0, "accuracy": base}, *sorted(rows, key=lambda r: r["amount"])]
+        _line(ax, points, "amount", "accuracy", color=colors(i % 20),
+              linewidth=2.2 if tied else 1.2, linestyle="-" if tied else "--",
+              marker=MARKERS[i % len(MARKERS)], markersize=4,
+              label=f"{group} ({rows[0]['channels']})" + (" + tied" if tied else ""))
+    ax.set(title="Sensitivity: each filter group pruned alone, no fine-tune\n"
+                 "(held-out training images; solid = residual stream, dashed = block-internal)",
+           xlabel="fraction of the group's filters removed", ylabel="accuracy")
+    ax.grid(alpha=0.3)
+    _note_if_empty(ax, "sensitivity measurement")
+    _legend(ax, fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1))
+    return fig
+
+
 FIGURES: dict[str, Callable[[Report], "Figure"]] = {
     "finetune_loss": figure_finetune_loss,
     "accuracy_vs_pruning": figure_accuracy_vs_pruning,
@@ -223,6 +248,7 @@ FIGURES: dict[str, Callable[[Report], "Figure"]] = {
     "tradeoff_final": figure_tradeoff_final,
     "tradeoff_latency": figure_tradeoff_latency,
     "training_curves": figure_training_curves,
+    "sensitivity": figure_sensitivity,
 }
 
 

@@ -111,6 +111,10 @@ def describe(params: Mapping, prepared: Mapping, rows: Sequence[Mapping],
         ("pruning", f"structured {structured.criterion} {structured.scope}"
                     + ("" if structured.layers == "all" else f" {structured.layers}")
                     + (f" in {structured.rounds} rounds" if structured.rounds > 1 else "")
+                    + (f", amounts are fractions of {structured.target}"
+                       if structured.target != "channels" else "")
+                    + (f", sparing groups that lose > {structured.spare_drop:g} alone"
+                       if structured.spare_drop else "")
                     + f" at {_amounts(structured_amounts)}; unstructured magnitude "
                     f"{unstructured.scope} at {_amounts(unstructured_amounts)}"),
         ("quantization", quant),

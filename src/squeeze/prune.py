@@ -14,12 +14,15 @@ the fine-tune, so pruned weights stay exactly zero, and the saved weights hold t
 """
 from __future__ import annotations
 
+import copy
+from typing import Iterable
+
 import torch
 from torch import nn
 
 from . import models
 from .config import MAX_GLOBAL_STRUCTURED_AMOUNT
-from .measure import prunable_weights, sparsity  # noqa: F401 (measurements, re-exported)
+from .measure import count_ops, count_params, prunable_weights, sparsity  # noqa: F401 (re-exported)
 
 
 # ---- structured -------------------------------------------------------------------------------
@@ -90,10 +93,34 @@ def _ignored(model: models.ResNet18, layers: str) -> list[nn.Module]:
     return ignored
 
 
+def filter_groups(model: models.ResNet18) -> dict[str, list[str]]:
+    """The model's filter-pruning groups, as torch-pruning couples them: name (the group's first
+    conv) -> the convs whose output channels are removed together (a residual add ties the stem,
+    each block's second conv and the shortcuts of one stage). Groups never share a conv."""
+    import torch_pruning as tp
+
+    device = next(model.parameters()).device
+    graph = tp.DependencyGraph().build_dependency(model, torch.zeros(1, 3, 32, 32, device=device))
+    order = {module: (i, name) for i, (name, module) in enumerate(model.named_modules())}
+    groups = []
+    for group in graph.get_all_groups(ignored_layers=[model.linear], root_module_types=[nn.Conv2d]):
+        convs = sorted({order[dep.target.module] for dep, _ in group
+                        if graph.is_out_channel_pruning_fn(dep.handler)
+                        and isinstance(dep.target.module, nn.Conv2d)})
+        groups.append([name for _, name in convs])
+    position = {name: i for i, name in order.values()}
+    return {convs[0]: convs for convs in sorted(groups, key=lambda c: position[c[0]])}
+
+
 def prune_filters(model: models.ResNet18, amount: float, scope: str = "layerwise",
-                  criterion: str = "l1", seed: int = 0, layers: str = "all") -> models.ResNet18:
+                  criterion: str = "l1", seed: int = 0, layers: str = "all",
+                  spare: Iterable[str] = (), only: str | None = None) -> models.ResNet18:
     """Remove `amount` of the filters of every prunable conv (`layers`: all, or block-internal),
-    in place; returns the model with its spec updated to the new widths."""
+    in place; returns the model with its spec updated to the new widths.
+
+    spare: names of convs (see `filter_groups`) whose groups keep all their filters.
+    only: the name of one group, the only one pruned (a sensitivity measurement).
+    """
     import torch_pruning as tp
 
     if not 0 <= amount < 1:
@@ -106,6 +133,16 @@ def prune_filters(model: models.ResNet18, amount: float, scope: str = "layerwise
     model.eval()
     importance = _importance(criterion, scope)
     ignored = _ignored(model, layers)
+    modules = dict(model.named_modules())
+    ignored += [modules[name] for name in spare]  # one conv of a group holds the whole group
+    if only is not None:
+        members = set(filter_groups(model)[only])
+        ignored += [m for name, m in modules.items()
+                    if isinstance(m, nn.Conv2d) and name not in members]
+    if scope == "layerwise" and amount > _most(model, ignored):
+        raise ValueError(f"structured amount {amount:g} would remove every filter of a layer "
+                         f"of {_narrowest(model, ignored)} channels; at most "
+                         f"{_most(model, ignored):.4f} at this width")
     torch.manual_seed(seed)  # only the random criterion draws numbers
     device = next(model.parameters()).device
     pruner = tp.pruner.MetaPruner(
@@ -115,6 +152,60 @@ def prune_filters(model: models.ResNet18, amount: float, scope: str = "layerwise
     pruner.step()
     model.spec = models.spec_of(model)
     return model
+
+
+def _narrowest(model: nn.Module, ignored: list[nn.Module]) -> int:
+    return min(m.out_channels for m in model.modules()
+               if isinstance(m, nn.Conv2d) and m not in ignored)
+
+
+def _most(model: nn.Module, ignored: list[nn.Module]) -> float:
+    """The largest layerwise amount that leaves every pruned conv one channel (torch-pruning
+    skips a group that an amount would empty, so higher amounts prune *less*)."""
+    n = _narrowest(model, ignored)
+    return (n - 1) / n - 1e-9
+
+
+def most_amount(model: nn.Module, layers: str = "all", spare: Iterable[str] = ()) -> float:
+    modules = dict(model.named_modules())
+    return _most(model, _ignored(model, layers) + [modules[name] for name in spare])
+
+
+TARGET_COUNTS = {"params": count_params, "ops": count_ops}
+
+
+def ratio_for(model: models.ResNet18, goal: int, target: str, *, upper: float = 0.99,
+              steps: int = 14, **prune_kwargs) -> float:
+    """The smallest per-layer channel ratio whose pruning leaves at most `goal` params or ops
+    (`target`), found by bisection on copies of `model` (which is not changed); channel counts
+    are whole, so the result removes at least what was asked, by the least whole step found.
+    A goal that pruning at `upper` cannot reach (spared or ignored layers keep too much) is an
+    error naming the most it can remove."""
+    count = TARGET_COUNTS[target]
+    full = count(model)
+    if goal >= full:
+        return 0.0
+
+    def left_at(ratio: float) -> int:
+        trial = copy.deepcopy(model)
+        prune_filters(trial, ratio, **prune_kwargs)
+        return count(trial)
+
+    upper = min(upper, most_amount(model, prune_kwargs.get("layers", "all"),
+                                   prune_kwargs.get("spare", ())))
+    most = left_at(upper)
+    if most > goal:
+        raise ValueError(f"removing {1 - goal / full:.3f} of the {target} is not reachable with "
+                         f"these layers: filter pruning at {upper:.4f} removes "
+                         f"{1 - most / full:.3f} of them")
+    low, high = 0.0, upper
+    for _ in range(steps):
+        mid = (low + high) / 2
+        if left_at(mid) <= goal:
+            high = mid
+        else:
+            low = mid
+    return high
 
 
 # ---- unstructured -----------------------------------------------------------------------------

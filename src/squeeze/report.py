@@ -10,6 +10,7 @@ stage owns the metrics it measured; this module joins them on (structured, unstr
                                       model's that every quantized model of it starts from
 - metrics/models/s{s}-u{u}-{q}.json   the quantized model: accuracy, counts, scores, latency, size
 - metrics/train/*.csv                 per-epoch logs of the baseline and every fine-tune
+- metrics/sensitivity.csv             each filter group pruned alone (sensitivity stage)
 Figures: figures.py.
 """
 from __future__ import annotations
@@ -108,6 +109,7 @@ def require_files(paths: Sequence[Path]) -> None:
 class Report:
     rows: list[dict]    # one per model, in grid order, CSV_COLUMNS with `pareto` set
     curves: list[dict]  # one per epoch of the baseline and of every fine-tune, CURVE_COLUMNS
+    sensitivity: list[dict] = ()  # one per (filter group, amount): the sensitivity stage's rows
 
     def summary(self) -> dict:
         return summarize(self.rows)
@@ -118,9 +120,22 @@ def load(grid: Grid, metrics_dir: Path) -> Report:
     naming it."""
     metrics_dir = Path(metrics_dir)
     logs = grid.log_files(metrics_dir / "train")
-    require_files(grid.metric_files(metrics_dir) + [path for _, path in logs])
+    sensitivity = metrics_dir / SENSITIVITY_FILE
+    require_files(grid.metric_files(metrics_dir) + [path for _, path in logs] + [sensitivity])
     return Report(rows=with_pareto([joined(grid, metrics_dir, *point) for point in grid.points()]),
-                  curves=[row for run, path in logs for row in read_log(path, run)])
+                  curves=[row for run, path in logs for row in read_log(path, run)],
+                  sensitivity=read_sensitivity(sensitivity))
+
+
+SENSITIVITY_FILE = "sensitivity.csv"
+
+
+def read_sensitivity(path: Path) -> list[dict]:
+    """The sensitivity stage's CSV (sensitivity.COLUMNS), numbers as numbers."""
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return [{**r, "channels": int(r["channels"]),
+             **{k: float(r[k]) for k in ("amount", "accuracy", "drop")}} for r in rows]
 
 
 def joined(grid: Grid, metrics_dir: Path, s, u, q) -> dict:
@@ -253,7 +268,7 @@ def markdown(report: Report, summary: Mapping, settings: Sequence[tuple[str, str
     run = ["## Run", md_table(["setting", "value"], settings)] if settings else []
     parts = ["# Trade-off report", *run, _overview(summary), _structured_section(report.rows),
              _unstructured_section(report.rows), _quantized_section(report.rows),
-             _budget_section(summary)]
+             _budget_section(summary), _sensitivity_section(report.sensitivity)]
     return "\n\n".join(parts) + "\n"
 
 
@@ -323,3 +338,22 @@ def _budget_section(summary: Mapping) -> str:
         tables.append(f"## Best accuracy within a {what} budget\n\n"
                       + md_table([f"{what} budget", "model", "accuracy", what], lines))
     return "\n\n".join(tables)
+
+
+def _sensitivity_section(rows: Sequence[Mapping]) -> str:
+    """Accuracy drop of each filter group pruned alone (Li et al.'s sensitivity), one row per
+    group, one column per amount."""
+    if not rows:
+        return "## Sensitivity\n\nNo sensitivity measurements."
+    amounts = sorted({r["amount"] for r in rows})
+    base = rows[0]["accuracy"] + rows[0]["drop"]
+    lines = []
+    for group in dict.fromkeys(r["group"] for r in rows):
+        found = {r["amount"]: r for r in rows if r["group"] == group}
+        first = next(iter(found.values()))
+        lines.append([group, first["convs"].replace(" ", ", "), first["channels"],
+                      *(_pct(-found[a]["drop"]) if a in found else "" for a in amounts)])
+    return ("## Sensitivity\n\nEach filter group of the baseline pruned alone, no fine-tune: "
+            f"change in accuracy (pp) from {_pct(base)} on held-out training images "
+            "(prune.structured.spare_drop spares the groups that lose more).\n\n"
+            + md_table(["group", "convs", "channels", *(f"{a:g}" for a in amounts)], lines))

@@ -29,13 +29,14 @@ def round_epochs(epochs: int, rounds: int) -> list[int]:
 def prune_then_finetune(*, amount: float, prune: Pruner, prune_cfg, finetune_cfg: FinetuneConfig,
                         name: str, base: Path, data_path: Path, out: Path, out_metrics: Path,
                         log_path: Path, resume_path: Path, identity: dict, rounds: int = 1,
-                        device: str | None = None) -> dict:
+                        device: str | None = None, details: dict | None = None) -> dict:
     """The structured and unstructured steps: load `base`, prune it, measure it right after
     pruning (raw, and after BatchNorm recalibration when finetune.*.recalibrate_batches > 0),
     fine-tune (distilled from `base` when distill_alpha > 0), measure, save. With rounds > 1 the
     pruning and the fine-tune epochs are split over the rounds (no mid-run resume then). Amount 0
     keeps the weights (measured again, so the metrics file is this stage's own). `identity` (the
-    amounts) heads the metrics file and the checkpoint's config."""
+    amounts) heads the metrics file and the checkpoint's config; `details` (what the pruner
+    recorded while it pruned) follows the accuracies."""
     model, payload = checkpoint.load_model(base)
     data = load_data(data_path, device)
     model.to(data.device)
@@ -76,7 +77,8 @@ def prune_then_finetune(*, amount: float, prune: Pruner, prune_cfg, finetune_cfg
         training = train.FitResult(history=history).summary()
         config.update(prune=asdict(prune_cfg), finetune=asdict(finetune_cfg))
     metrics = {**identity, "accuracy_pruned": pruned, "accuracy_recalibrated": recalibrated,
-               "accuracy": after, "sparsity": round(sparsity(model), 6), **model_counts(model),
+               "accuracy": after, **(details or {}), "sparsity": round(sparsity(model), 6),
+               **model_counts(model),
                **training, **on(data)}
     checkpoint.save_model(out, to_cpu(model), config, epoch)
     write_json(out_metrics, metrics)

@@ -3,27 +3,60 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import prune
-from ..config import FinetuneConfig, StructuredConfig
+from .. import prune, sensitivity
+from ..config import MAX_GLOBAL_STRUCTURED_AMOUNT, ConfigError, FinetuneConfig, StructuredConfig
 from ..names import model_name
 from .finetune import prune_then_finetune
 
 
+def spared_groups(prune_cfg: StructuredConfig, amount: float,
+                  sensitivity_path: Path | None) -> list[str]:
+    """The filter groups this stage leaves whole: those the sensitivity analysis finds losing
+    more than prune.structured.spare_drop when pruned alone at `amount` (none when it is 0)."""
+    if prune_cfg.spare_drop == 0 or amount == 0:
+        return []
+    if sensitivity_path is None or not Path(sensitivity_path).is_file():
+        raise ConfigError(f"prune.structured.spare_drop is {prune_cfg.spare_drop:g} but the "
+                          f"sensitivity analysis {sensitivity_path} is missing: run the "
+                          "sensitivity stage first (dvc repro does)")
+    return sensitivity.sensitive(sensitivity.read(sensitivity_path), amount, prune_cfg.spare_drop)
+
+
 def run(amount: float, prune_cfg: StructuredConfig, finetune_cfg: FinetuneConfig, base: Path,
         data_path: Path, out: Path, out_metrics: Path, log_path: Path, resume_path: Path,
-        device: str | None = None) -> dict:
+        sensitivity_path: Path | None = None, device: str | None = None) -> dict:
     amount = prune_cfg.check_amount(amount)
+    spared = spared_groups(prune_cfg, amount, sensitivity_path)
+    options = dict(scope=prune_cfg.scope, criterion=prune_cfg.criterion, seed=finetune_cfg.seed,
+                   layers=prune_cfg.layers, spare=spared)
+    details = {"target": prune_cfg.target, "spared": spared, "channel_ratios": []}
+    full: dict = {}
 
     def prune_filters(model, index: int, rounds: int):
-        # round r removes channels so that r/rounds of `amount` of the original ones are gone
+        # round r removes so that r/rounds of `amount` of the original channels (or of the
+        # original params or ops) are gone
         before, target = amount * (index - 1) / rounds, amount * index / rounds
-        ratio = amount if rounds == 1 else 1 - (1 - target) / (1 - before)
-        prune.prune_filters(model, ratio, prune_cfg.scope, prune_cfg.criterion,
-                            seed=finetune_cfg.seed, layers=prune_cfg.layers)
+        if prune_cfg.target == "channels":
+            ratio = amount if rounds == 1 else 1 - (1 - target) / (1 - before)
+        else:
+            count = prune.TARGET_COUNTS[prune_cfg.target]
+            full.setdefault("count", count(model))
+            upper = MAX_GLOBAL_STRUCTURED_AMOUNT if prune_cfg.scope == "global" else 0.99
+            try:
+                ratio = prune.ratio_for(model, round(full["count"] * (1 - target)),
+                                        prune_cfg.target, upper=upper, **options)
+            except ValueError as err:
+                raise ConfigError(f"params.yaml: prune.structured.amounts contains {amount:g} "
+                                  f"with target: {prune_cfg.target}: {err}") from None
+        prune.prune_filters(model, ratio, **options)
+        details["channel_ratios"].append(round(ratio, 6))
+        print(f"{model_name(amount)} round {index}/{rounds}: channel ratio {ratio:.4f}"
+              + (f", spared {', '.join(spared)}" if spared else ""), flush=True)
         return None  # filters are gone: nothing to hold during the fine-tune
 
     return prune_then_finetune(
         amount=amount, prune=prune_filters, prune_cfg=prune_cfg, finetune_cfg=finetune_cfg,
         name=model_name(amount), base=base, data_path=data_path, out=out,
         out_metrics=out_metrics, log_path=log_path, resume_path=resume_path,
-        identity={"structured": amount}, rounds=prune_cfg.rounds, device=device)
+        identity={"structured": amount}, rounds=prune_cfg.rounds, device=device,
+        details=details)

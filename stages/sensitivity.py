@@ -1,0 +1,25 @@
+"""Stage sensitivity: each filter group of the baseline pruned alone at each amount, no fine-tune
+(Li et al. 2017, Figure 2); accuracy on held-out training images -> a CSV the report draws and
+prune_structured reads when prune.structured.spare_drop > 0."""
+from squeeze import cli
+from squeeze.config import SensitivityConfig, choice, PRUNE_CRITERIA, section
+
+PARAMS = ("sensitivity", "prune.structured.criterion")
+
+
+def configs(args, params) -> dict:
+    return {"cfg": SensitivityConfig.from_params(section(params, "sensitivity")),
+            "criterion": choice("prune.structured.criterion",
+                                section(params, "prune.structured")["criterion"], PRUNE_CRITERIA)}
+
+
+def main(args, params):
+    from squeeze.steps import sensitive
+
+    rows = sensitive.run(**configs(args, params), base=args.base, data_path=args.data,
+                         out=args.out)
+    print(f"{len(rows)} measurements written to {args.out}")
+
+
+if __name__ == "__main__":
+    cli.run(main, cli.parser(__doc__, "--base", "--data", "--out"), PARAMS)
