@@ -37,6 +37,10 @@ METHODS = {  # name -> overrides on top of the profile; in the order `run` takes
     "group_norm": {"prune.structured.criterion": "group_norm"},
     "block_internal": {"prune.structured.layers": "block-internal"},
     "rounds3": {"prune.structured.rounds": 3},
+    # Li et al.: spare the filter groups that lose more than 20 pp (on held-out training images)
+    # when pruned alone at the stage's amount (the sensitivity stage)
+    "spare": {"prune.structured.spare_drop": 0.2},
+    "params_target": {"prune.structured.target": "params"},
 }
 COLUMNS = ("method", "structured", "accuracy_before_finetune", "accuracy_recalibrated",
            "accuracy", "score", "params", "finetune_epochs", "finetune_seconds",

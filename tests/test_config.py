@@ -69,7 +69,8 @@ def test_project_params_are_valid(params):
 def test_study_defaults_parse():
     """The study's settings as a dict: the exact dataclass values."""
     study = {"epochs": 200, "batch_size": 128, "lr": 0.01, "momentum": 0.9,
-             "weight_decay": 0.0005, "schedule": "cosine", "seed": 0, "warmup_epochs": 0}
+             "weight_decay": 0.0005, "schedule": "cosine", "seed": 0, "warmup_epochs": 0,
+             "deterministic": False}
     assert TrainConfig.from_params(study) == TrainConfig(200, 128, 0.01, 0.9, 0.0005, "cosine", 0)
     finetune = {**study, "recalibrate_batches": 0, "distill_alpha": 0, "distill_temperature": 4}
     assert FinetuneConfig.from_params(finetune) == FinetuneConfig(200, 128, 0.01, 0.9, 0.0005,
@@ -78,8 +79,8 @@ def test_study_defaults_parse():
     # the grid (amounts) is not part of how a stage prunes: a stage's output must not depend on it
     assert StructuredConfig.from_params(
         {"amounts": [0, 0.1, 0.3, 0.5, 0.7], "scope": "layerwise", "criterion": "l1",
-         "layers": "all", "rounds": 1, "target": "channels", "spare_drop": 0}
-    ) == StructuredConfig("layerwise", "l1", "all", 1, "channels", 0.0)
+         "layers": "all", "rounds": 1, "target": "channels", "spare_drop": 0, "round_to": 1}
+    ) == StructuredConfig("layerwise", "l1", "all", 1, "channels", 0.0, 1)
     assert Int8Config.from_params({"calibration_batches": 8, "calibration_batch_size": 128,
                                    "activation_observer": "histogram", "engine": "x86"}) == \
         Int8Config(8, 128, "histogram", "x86")

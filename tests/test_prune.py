@@ -447,7 +447,7 @@ def test_run_prune_structured(tmp_path, prepared):
     assert payload["config"] == {"structured": 0.5,
                                  "prune": {"scope": "layerwise", "criterion": "l1",
                                            "layers": "all", "rounds": 1, "target": "channels",
-                                           "spare_drop": 0.0},
+                                           "spare_drop": 0.0, "round_to": 1},
                                  "finetune": dataclasses.asdict(finetune_config())}
     rows = history_rows(log)
     assert [int(r["epoch"]) for r in rows] == [1]

@@ -310,3 +310,48 @@ def test_a_resume_file_that_does_not_fit_is_ignored_and_changes_nothing(tmp_path
     expected = train.fit(fresh, small_data, cfg, name="t")
     assert without_timing(result.history) == without_timing(expected.history)
     assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in model.state_dict().items())
+
+
+# ---- the estimate of a run, and the deterministic option ----------------------------------------
+
+def test_estimate_lines_give_the_measured_duration_and_the_cpu_profile_hint():
+    # 50,000 + 10,000/3 images per epoch at 100 img/s: 533.3 s per epoch
+    lines = train.estimate_lines("baseline", 100.0, 30, 200, 50_000, 10_000, "cpu", 64)
+    assert lines[0] == ("baseline: about 29.6 h for the 200 epochs left (100 img/s over 30 "
+                        "batches on cpu, per-epoch evaluation estimated)")
+    assert "python -m squeeze profile cpu" in lines[1] and len(lines) == 2
+    assert len(train.estimate_lines("baseline", 100.0, 30, 200, 50_000, 10_000, "cuda", 64)) == 1
+    assert len(train.estimate_lines("baseline", 100.0, 30, 12, 50_000, 10_000, "cpu", 16)) == 1
+    assert train.estimate_lines("s0.5", 5000.0, 30, 3, 50_000, 10_000, "cuda", 32)[0].startswith(
+        "s0.5: about 32 s for the 3 epochs left")
+
+
+def test_fit_prints_its_estimate_once(small_data, capsys):
+    # 256 images at batch 4: the estimate comes 35 batches in, inside the first epoch of 64
+    train.fit(fresh_model(), small_data, config(epochs=2, batch_size=4), name="tiny")
+    out = capsys.readouterr().out
+    found = [line for line in out.splitlines() if "for the 2 epochs left" in line]
+    assert len(found) == 1 and found[0].startswith("tiny: about ") and " img/s over 30 " in found[0]
+    assert out.index(found[0]) < out.index("tiny epoch 1/2")
+    assert "profile cpu" not in out  # width 4 is not the study's width
+
+
+def test_deterministic_fit_sets_and_restores_the_global_switches(small_data, monkeypatch):
+    seen = []
+    real = train._fit
+
+    def spy(*args, **kwargs):
+        seen.append((torch.are_deterministic_algorithms_enabled(),
+                     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train, "_fit", spy)
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+              torch.backends.cudnn.benchmark)
+    a, b = fresh_model(), fresh_model()
+    train.fit(a, small_data, config(epochs=1, deterministic=True), name="det")
+    train.fit(b, small_data, config(epochs=1), name="default")
+    assert seen == [(True, True, False), before]
+    assert_same_weights(a, b)  # on CPU the switch changes no number
+    assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+            torch.backends.cudnn.benchmark) == before

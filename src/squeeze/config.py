@@ -90,6 +90,12 @@ def non_negative_float(key: str, value: Any) -> float:
     return float(value)
 
 
+def boolean(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _bad(key, value, "true or false")
+    return value
+
+
 def choice(key: str, value: Any, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise _bad(key, value, "one of " + ", ".join(allowed))
@@ -193,6 +199,7 @@ class TrainConfig:
     schedule: str  # cosine (per epoch, the study's) | cosine_iter (per step) | constant
     seed: int
     warmup_epochs: int = 0  # linear warm-up, stepped per iteration (cosine_iter or constant)
+    deterministic: bool = False  # CUDA: deterministic kernels only (slower); CPU: no change
 
     @classmethod
     def from_params(cls, d: Mapping, prefix: str = "train") -> "TrainConfig":
@@ -213,6 +220,7 @@ class TrainConfig:
             schedule=choice(f"{prefix}.schedule", d["schedule"], SCHEDULES),
             seed=non_negative_int(f"{prefix}.seed", d["seed"]),
             warmup_epochs=non_negative_int(f"{prefix}.warmup_epochs", d["warmup_epochs"]),
+            deterministic=boolean(f"{prefix}.deterministic", d["deterministic"]),
         )
         if values["warmup_epochs"] >= values["epochs"]:
             raise _bad(f"{prefix}.warmup_epochs", d["warmup_epochs"],
@@ -256,6 +264,7 @@ class StructuredConfig:
     rounds: int = 1  # iterative pruning: prune and fine-tune k times, the fine-tune epochs split
     target: str = "channels"  # an amount is a fraction of each layer's channels | params | ops
     spare_drop: float = 0.0  # spare groups whose sensitivity drop exceeds this; 0 = spare none
+    round_to: int = 1  # channel counts left rounded down to a multiple (GPU-friendly widths)
 
     @classmethod
     def from_params(cls, d: Mapping) -> "StructuredConfig":
@@ -269,7 +278,8 @@ class StructuredConfig:
                    layers=choice("prune.structured.layers", d["layers"], PRUNE_LAYERS),
                    rounds=positive_int("prune.structured.rounds", d["rounds"]),
                    target=choice("prune.structured.target", d["target"], PRUNE_TARGETS),
-                   spare_drop=spare_drop)
+                   spare_drop=spare_drop,
+                   round_to=positive_int("prune.structured.round_to", d["round_to"]))
 
     def check_amount(self, amount: float) -> float:
         """One structured amount, checked against this method (global scope caps it)."""

@@ -115,6 +115,8 @@ def describe(params: Mapping, prepared: Mapping, rows: Sequence[Mapping],
                        if structured.target != "channels" else "")
                     + (f", sparing groups that lose > {structured.spare_drop:g} alone"
                        if structured.spare_drop else "")
+                    + (f", channels rounded to multiples of {structured.round_to}"
+                       if structured.round_to > 1 else "")
                     + f" at {_amounts(structured_amounts)}; unstructured magnitude "
                     f"{unstructured.scope} at {_amounts(unstructured_amounts)}"),
         ("quantization", quant),

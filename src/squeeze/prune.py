@@ -52,10 +52,12 @@ def _filter_norm_importance(normalize: bool, p: int = 1):
                 layer = dep.layer
                 if dep.pruning_fn != tp.prune_conv_out_channels or not isinstance(layer, nn.Conv2d):
                     continue
-                local = layer.weight.data[idxs].flatten(1).norm(p=self.p, dim=1)
-                root = torch.as_tensor(group[i].root_idxs, device=local.device)
+                # summed on the CPU: CUDA's scatter_add_ uses atomics, whose order (and so the
+                # last bit of a sum, and a ranking between near-ties) varies from run to run
+                local = layer.weight.data[idxs].flatten(1).norm(p=self.p, dim=1).cpu()
+                root = torch.as_tensor(group[i].root_idxs)
                 if total is None:
-                    total = torch.zeros(len(group[0].idxs), device=local.device)
+                    total = torch.zeros(len(group[0].idxs))
                 total.scatter_add_(0, root, local)
             if self.normalize and total is not None:
                 total = total / total.mean().clamp_min(1e-12)
@@ -114,12 +116,15 @@ def filter_groups(model: models.ResNet18) -> dict[str, list[str]]:
 
 def prune_filters(model: models.ResNet18, amount: float, scope: str = "layerwise",
                   criterion: str = "l1", seed: int = 0, layers: str = "all",
-                  spare: Iterable[str] = (), only: str | None = None) -> models.ResNet18:
+                  spare: Iterable[str] = (), only: str | None = None,
+                  round_to: int = 1) -> models.ResNet18:
     """Remove `amount` of the filters of every prunable conv (`layers`: all, or block-internal),
     in place; returns the model with its spec updated to the new widths.
 
     spare: names of convs (see `filter_groups`) whose groups keep all their filters.
     only: the name of one group, the only one pruned (a sensitivity measurement).
+    round_to: channel counts left are rounded down to a multiple of this (tensor-core friendly
+      widths on a GPU); 1 = the amount exactly, as the study prunes.
     """
     import torch_pruning as tp
 
@@ -143,11 +148,17 @@ def prune_filters(model: models.ResNet18, amount: float, scope: str = "layerwise
         raise ValueError(f"structured amount {amount:g} would remove every filter of a layer "
                          f"of {_narrowest(model, ignored)} channels; at most "
                          f"{_most(model, ignored):.4f} at this width")
+    narrowest = _narrowest(model, ignored)
+    if scope == "layerwise" and round_to > 1 and int(narrowest * (1 - amount)) < round_to:
+        raise ValueError(f"round_to {round_to} at structured amount {amount:g} would remove "
+                         f"every filter of a layer of {narrowest} channels (it keeps "
+                         f"{int(narrowest * (1 - amount))}); use a smaller round_to or amount")
     torch.manual_seed(seed)  # only the random criterion draws numbers
     device = next(model.parameters()).device
     pruner = tp.pruner.MetaPruner(
         model, torch.zeros(1, 3, 32, 32, device=device), importance=importance,
         pruning_ratio=amount, global_pruning=(scope == "global"), ignored_layers=ignored,
+        round_to=round_to if round_to > 1 else None,
     )
     pruner.step()
     model.spec = models.spec_of(model)

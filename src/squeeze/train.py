@@ -11,6 +11,7 @@ On CUDA: channels_last memory format and bf16 autocast for the training steps, f
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -97,6 +98,36 @@ def _progress(iterable, total: int, desc: str):
     return iterable
 
 
+ESTIMATE_AFTER = 30  # batches timed (after WARM_BATCHES) before a run's length is estimated
+WARM_BATCHES = 5  # not timed: allocator, cuDNN autotuning, first-touch costs
+STUDY_WIDTH = 64
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
+
+
+def estimate_lines(name: str, images_per_second: float, batches: int, epochs_left: int,
+                   train_images: int, test_images: int, device_type: str, width: int | None
+                   ) -> list[str]:
+    """What a run prints once its speed is known: the measured estimate of the whole run, and on
+    a CPU at the study's width, the profile that gets a front in about an hour instead."""
+    # evaluation: a forward pass, about a third of a training step per image, once per epoch
+    per_epoch = (train_images + test_images / 3) / images_per_second
+    lines = [f"{name}: about {_duration(per_epoch * epochs_left)} for the {epochs_left} epochs "
+             f"left ({images_per_second:.0f} img/s over {batches} batches on {device_type}, "
+             "per-epoch evaluation estimated)"]
+    if device_type == "cpu" and width is not None and width >= STUDY_WIDTH:
+        lines.append(f"{name}: this is the study's full-width model on a CPU; for a front in "
+                     "about an hour on a CPU, run: python -m squeeze profile cpu --data "
+                     "PATH/TO/cifar10 (see README)")
+    return lines
+
+
 def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, *, name: str,
         log_path: Path | None = None, resume_path: Path | None = None,
         constraint: Callable[[nn.Module], None] | None = None,
@@ -109,6 +140,39 @@ def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, *, name: str,
     resume_path: per-epoch resume checkpoint; an existing one from the same run is continued,
       one from another run is ignored, and it is deleted when training finishes.
     """
+    device = data.device
+    with deterministic_algorithms(cfg.deterministic, device):
+        return _fit(model, data, cfg, name=name, log_path=log_path, resume_path=resume_path,
+                    constraint=constraint, loss_fn=loss_fn, fingerprint_extra=fingerprint_extra)
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool, device: torch.device):
+    """train.deterministic: cuDNN's deterministic algorithms, no autotuning, and
+    torch.use_deterministic_algorithms (an op without a deterministic kernel then raises instead
+    of running nondeterministically); cuBLAS gets the workspace setting it needs. Restored after,
+    so one fit does not change the next. CPU kernels here are deterministic either way."""
+    if not enabled:
+        yield
+        return
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+             torch.backends.cudnn.benchmark)
+    if torch.device(device).type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[1], saved[2]
+
+
+def _fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, *, name: str,
+         log_path: Path | None, resume_path: Path | None,
+         constraint: Callable[[nn.Module], None] | None,
+         loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+         fingerprint_extra: dict | None) -> FitResult:
     device = data.device
     model.to(device)
     if device.type == "cuda":
@@ -125,6 +189,7 @@ def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, *, name: str,
     if constraint is not None:
         constraint(model)
 
+    timed = {"batches": 0, "images": 0, "start": None}  # for the one estimate of the run
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         lr = optimizer.param_groups[0]["lr"]
@@ -149,6 +214,8 @@ def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, *, name: str,
             loss_sum += loss.detach().float() * len(y)
             correct += (logits.argmax(1) == y).sum()
             seen += len(y)
+            if timed["batches"] < WARM_BATCHES + ESTIMATE_AFTER:
+                _time_for_estimate(timed, len(y), name, cfg.epochs - epoch, model, data)
         train_loss = float(loss_sum) / seen
         if not math.isfinite(train_loss):
             raise TrainingDiverged(
@@ -175,6 +242,28 @@ def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, *, name: str,
         Path(resume_path).unlink(missing_ok=True)
     model.to(memory_format=torch.contiguous_format)
     return result
+
+
+def _time_for_estimate(timed: dict, images: int, name: str, epochs_left: int, model: nn.Module,
+                       data: DeviceData) -> None:
+    """Count one batch; after WARM_BATCHES start the clock, ESTIMATE_AFTER later print the
+    estimate of the run (once per fit)."""
+    timed["batches"] += 1
+    if timed["batches"] < WARM_BATCHES:
+        return
+    if data.device.type == "cuda":
+        torch.cuda.synchronize()
+    if timed["batches"] == WARM_BATCHES:
+        timed["start"] = time.perf_counter()
+        return
+    timed["images"] += images
+    if timed["batches"] == WARM_BATCHES + ESTIMATE_AFTER:
+        rate = timed["images"] / (time.perf_counter() - timed["start"])
+        spec = getattr(model, "spec", None)
+        width = spec.stage_widths[0] if spec is not None else None
+        for line in estimate_lines(name, rate, ESTIMATE_AFTER, epochs_left, len(data.y_train),
+                                   len(data.y_test), data.device.type, width):
+            print(line, flush=True)
 
 
 def _save_resume(path, run_id, epoch, model, optimizer, scheduler, generator, result) -> None:

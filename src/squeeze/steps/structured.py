@@ -28,7 +28,7 @@ def run(amount: float, prune_cfg: StructuredConfig, finetune_cfg: FinetuneConfig
     amount = prune_cfg.check_amount(amount)
     spared = spared_groups(prune_cfg, amount, sensitivity_path)
     options = dict(scope=prune_cfg.scope, criterion=prune_cfg.criterion, seed=finetune_cfg.seed,
-                   layers=prune_cfg.layers, spare=spared)
+                   layers=prune_cfg.layers, spare=spared, round_to=prune_cfg.round_to)
     details = {"target": prune_cfg.target, "spared": spared, "channel_ratios": []}
     full: dict = {}
 
@@ -48,7 +48,10 @@ def run(amount: float, prune_cfg: StructuredConfig, finetune_cfg: FinetuneConfig
             except ValueError as err:
                 raise ConfigError(f"params.yaml: prune.structured.amounts contains {amount:g} "
                                   f"with target: {prune_cfg.target}: {err}") from None
-        prune.prune_filters(model, ratio, **options)
+        try:
+            prune.prune_filters(model, ratio, **options)
+        except ValueError as err:  # an amount or round_to this width cannot take
+            raise ConfigError(f"params.yaml: prune.structured: {err}") from None
         details["channel_ratios"].append(round(ratio, 6))
         print(f"{model_name(amount)} round {index}/{rounds}: channel ratio {ratio:.4f}"
               + (f", spared {', '.join(spared)}" if spared else ""), flush=True)
