@@ -213,7 +213,7 @@ def test_gpu_check_runs_on_cpu_with_tiny_settings(tmp_path):
     env = {**os.environ, "SQUEEZE_DEVICE": "cpu", "OMP_NUM_THREADS": "1",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-check.sh"), str(archive),
-                           str(tmp_path / "out"), "--tiny"], env=env, capture_output=True,
+                           str(tmp_path / "out"), "--tiny", "--paths"], env=env, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((tmp_path / "out" / "gpu-check.json").read_text())
@@ -229,3 +229,15 @@ def test_gpu_check_runs_on_cpu_with_tiny_settings(tmp_path):
     assert pruned["quantized"]["int8"]["params"] < 11_173_962
     assert all(0 <= q["accuracy"] <= 1 for q in pruned["quantized"].values())
     assert (tmp_path / "out" / "baseline.csv").is_file() and (tmp_path / "out" / "s0.5.csv").is_file()
+    paths = summary["paths"]
+    assert {name: found["ok"] for name, found in paths.items()} == dict.fromkeys(
+        ("resume", "masks", "other_device", "evaluate", "quantize"), True)
+    assert paths["resume"] == {"ok": True, "resumed_from_epoch": 1, "max_abs_weight_diff": 0.0}
+    assert paths["masks"]["layers"] == 21 and paths["masks"]["zero_fraction"] == 0.5
+    own, forged = paths["other_device"]["its own fingerprint"], paths["other_device"]["this run's fingerprint"]
+    assert "another device" in own["notice"] and own["resumed_from_epoch"] == 0
+    assert "RNG state size to be 16" in forged["notice"] and forged["max_abs_weight_diff_to_fresh"] == 0
+    assert paths["evaluate"]["last_epoch_logged"] == paths["evaluate"]["evaluation_accuracy"]
+    assert paths["quantize"]["int8"]["device"] == "cpu"
+    # judged on whole epochs: evaluation and checkpoint on top of the training steps
+    assert base["seconds_per_epoch"] >= base["training_seconds_per_epoch"]

@@ -43,6 +43,9 @@ class TrainingDiverged(SqueezeError, RuntimeError):
 class FitResult:
     history: list[dict] = field(default_factory=list)
     resumed_from_epoch: int = 0
+    # whole epochs as a user waits for them: training, evaluation, log and resume checkpoint
+    # (history's epoch_seconds is the training steps alone); this process's epochs only
+    epoch_wall_seconds: list[float] = field(default_factory=list)
 
     @property
     def last(self) -> dict:
@@ -52,9 +55,11 @@ class FitResult:
         """What a stage's metrics file records of its training: epochs, measured seconds (epochs
         before a resume included), median images/s."""
         speeds = sorted(row["images_per_second"] for row in self.history)
+        walls = sorted(self.epoch_wall_seconds[1:] or self.epoch_wall_seconds)  # first: warm-up
         return {"epochs": len(self.history),
                 "train_seconds": round(sum(row["epoch_seconds"] for row in self.history), 3),
-                "images_per_second": speeds[len(speeds) // 2] if speeds else None}
+                "images_per_second": speeds[len(speeds) // 2] if speeds else None,
+                "epoch_wall_seconds": round(walls[len(walls) // 2], 3) if walls else None}
 
 
 def fingerprint(cfg: TrainConfig, model: nn.Module, device: torch.device,
@@ -238,6 +243,7 @@ def _fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, *, name: str,
             write_history(log_path, result.history)
         if resume_path is not None and epoch + 1 < cfg.epochs:
             _save_resume(resume_path, run_id, epoch + 1, model, optimizer, scheduler, generator, result)
+        result.epoch_wall_seconds.append(round(time.perf_counter() - started, 3))
     if resume_path is not None:
         Path(resume_path).unlink(missing_ok=True)
     model.to(memory_format=torch.contiguous_format)

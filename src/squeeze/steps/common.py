@@ -32,7 +32,7 @@ def measured(model: nn.Module, data: DeviceData) -> float:
 
 def untrained() -> dict:
     """The training fields of a step that trained nothing (amount 0)."""
-    return {"epochs": 0, "train_seconds": 0.0, "images_per_second": None}
+    return {"epochs": 0, "train_seconds": 0.0, "images_per_second": None, "epoch_wall_seconds": None}
 
 
 def on(data: DeviceData) -> dict:
