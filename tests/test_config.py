@@ -9,7 +9,8 @@ import pytest
 
 from squeeze import config
 from squeeze.config import (ConfigError, DataConfig, EvaluateConfig, FinetuneConfig, Int8Config,
-                            ModelConfig, StructuredConfig, TrainConfig, UnstructuredConfig)
+                            ModelConfig, SensitivityConfig, StructuredConfig, TrainConfig,
+                            UnstructuredConfig, validate)
 
 PARAMS_FILE = Path(__file__).resolve().parents[1] / "params.yaml"
 
@@ -306,3 +307,26 @@ def test_load_params_errors(tmp_path):
     scalar = tmp_path / "scalar.yaml"
     scalar.write_text("42\n")
     assert_config_error(lambda: config.load_params(scalar), "expected a mapping", "int")
+
+
+# ---- levers added for better fronts and the GPU -----------------------------------------------
+
+@pytest.mark.parametrize("key, value, allowed", [
+    ("train.deterministic", "yes", "true or false"),
+    ("finetune.structured.deterministic", 1, "true or false"),
+    ("prune.structured.target", "flops", "one of channels, params, ops"),
+    ("prune.structured.spare_drop", 1.0, "a number in [0, 1)"),
+    ("prune.structured.spare_drop", -0.1, "a number >= 0"),
+    ("prune.structured.round_to", 0, "an integer >= 1"),
+    ("sensitivity.amounts", [0, 0.5], "amounts in (0, 1)"),
+    ("sensitivity.amounts", [0.5, 1.0], "each amount must be a number in [0, 1)"),
+    ("sensitivity.images", 0, "an integer >= 1"),
+])
+def test_new_levers_are_validated_with_the_whole_file(params, key, value, allowed):
+    with_value(params, key, value)
+    assert_config_error(lambda: validate(params), key, allowed)
+
+
+def test_sensitivity_amounts_are_sorted():
+    assert SensitivityConfig.from_params({"amounts": [0.9, 0.1, 0.5], "images": 10}) == \
+        SensitivityConfig((0.1, 0.5, 0.9), 10)

@@ -146,3 +146,21 @@ def test_sensitivity_step_writes_the_csv(base_inputs):
     rows = sensitive.run(SensitivityConfig((0.5,), 100), "l1", base_inputs / "base.pt",
                          base_inputs / "data.npz", base_inputs / "out.csv", device="cpu")
     assert sensitivity.read(base_inputs / "out.csv") == rows and len(rows) == 12
+
+
+def test_round_to_rounds_the_channels_left_down_to_a_multiple():
+    study = prune.prune_filters(tiny(64), 0.1)
+    assert study.spec.stage_widths == (57, 115, 230, 460)  # the study's amounts exactly
+    rounded = prune.prune_filters(tiny(64), 0.1, round_to=8)
+    assert rounded.spec.stage_widths == (56, 112, 224, 456)
+    assert all(w % 8 == 0 for block in rounded.spec.block_widths for w in block)
+    with pytest.raises(ValueError, match="round_to 8 at structured amount 0.7 would remove every "
+                                         r"filter of a layer of 16 channels \(it keeps 4\)"):
+        prune.prune_filters(tiny(16), 0.7, round_to=8)
+
+
+def test_an_amount_that_would_empty_a_layer_is_an_error():
+    # width 8: keeping one of 8 channels is 0.875; beyond it torch-pruning would skip the layer
+    assert prune.prune_filters(tiny(8), 0.875).spec.stage_widths == (1, 2, 4, 8)
+    with pytest.raises(ValueError, match="0.9 would remove every filter of a layer of 8 channels"):
+        prune.prune_filters(tiny(8), 0.9)

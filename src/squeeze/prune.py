@@ -144,7 +144,7 @@ def prune_filters(model: models.ResNet18, amount: float, scope: str = "layerwise
         members = set(filter_groups(model)[only])
         ignored += [m for name, m in modules.items()
                     if isinstance(m, nn.Conv2d) and name not in members]
-    if scope == "layerwise" and amount > _most(model, ignored):
+    if scope == "layerwise" and int(_narrowest(model, ignored) * (1 - amount)) < 1:
         raise ValueError(f"structured amount {amount:g} would remove every filter of a layer "
                          f"of {_narrowest(model, ignored)} channels; at most "
                          f"{_most(model, ignored):.4f} at this width")
@@ -174,7 +174,8 @@ def _most(model: nn.Module, ignored: list[nn.Module]) -> float:
     """The largest layerwise amount that leaves every pruned conv one channel (torch-pruning
     skips a group that an amount would empty, so higher amounts prune *less*)."""
     n = _narrowest(model, ignored)
-    return (n - 1) / n - 1e-9
+    most = (n - 1) / n
+    return most if int(n * (1 - most)) >= 1 else most - 1e-9  # torch-pruning keeps int(n(1-a))
 
 
 def most_amount(model: nn.Module, layers: str = "all", spare: Iterable[str] = ()) -> float:
