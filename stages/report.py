@@ -11,8 +11,9 @@ def main(args, params):
 
     grid = report.Grid.from_params(params)
     report.require_files([args.prepared])
-    result = report.load(grid, args.metrics)
-    settings = provenance.describe(params, read_json(args.prepared), result.rows, result.curves,
+    prepared = read_json(args.prepared)
+    result = report.load(grid, args.metrics, prepared["test_images"])
+    settings = provenance.describe(params, prepared, result.rows, result.curves,
                                    profiles_dir=args.profiles)
     print(report.write_outputs(result, csv_path=args.out_csv, summary_path=args.out_summary,
                                tables_path=args.out_tables, curves_path=args.out_curves,

@@ -250,3 +250,107 @@ def test_a_bad_value_on_a_fresh_clone_fails_in_the_first_stage(tmp_path):
     assert ("error: params.yaml: prune.structured.amounts contains 1.2; each amount must be a "
             "number in [0, 1)") in out
     assert not (repo / "data").exists() and not (repo / "metrics").exists()
+
+
+# ---- using the result: recommend, export, squeeze.load (issue 13) ---------------------------------
+
+def squeeze_cli(repo: Path, env: dict, *args: str, ok: bool = True) -> str:
+    return run([sys.executable, "-m", "squeeze", *args], repo, env, ok=ok)
+
+
+def report_rows(repo: Path) -> list[dict]:
+    import csv
+
+    with open(repo / "reports" / "tradeoff.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_recommend_picks_the_best_model_under_the_budget_with_its_ties(quick_run):
+    repo, env, _ = quick_run
+    rows = report_rows(repo)
+    budget = sorted(float(r["score"]) for r in rows)[len(rows) // 2]  # half the models fit
+    answer = json.loads(squeeze_cli(repo, env, "recommend", "--budget", str(budget)))
+    fitting = [r for r in rows if float(r["score"]) <= budget]
+    best = max(fitting, key=lambda r: (float(r["accuracy"]), -float(r["score"])))
+    assert answer["model"] == best["model"] and answer["accuracy"] == float(best["accuracy"])
+    assert answer["score"] <= budget and (repo / answer["checkpoint"]).is_file()
+    low, high = answer["accuracy_interval_95"]
+    assert low < answer["accuracy"] < high
+    # ties: every other model under the budget inside the interval, and no other
+    assert {t["model"] for t in answer["ties"]} == {
+        r["model"] for r in fitting if r["model"] != best["model"] and float(r["accuracy"]) >= low}
+    seed = json.loads(squeeze_cli(repo, env, "recommend", "--budget", "100", "--score",
+                                  "score_seed"))
+    assert "score_seed" in seed and seed["accuracy"] == max(float(r["accuracy"]) for r in rows)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--budget", "0.000001"], "no model has score <= 1e-06; the cheapest is"),
+    (["--budget", "1", "--score", "flops"], "unknown score 'flops'; allowed: score, score_seed"),
+    (["--budget", "-1"], "budget -1.0 is not allowed; expected a number > 0"),
+    (["--budget", "1", "--report", "nowhere.csv"], "nowhere.csv: report not found"),
+], ids=["nothing-fits", "unknown-score", "negative", "no-report"])
+def test_recommend_errors_are_one_line(quick_run, args, fragment):
+    repo, env, _ = quick_run
+    proc = subprocess.run([sys.executable, "-m", "squeeze", "recommend", *args], cwd=repo,
+                          env=env, text=True, capture_output=True)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.startswith("error: ") and fragment in proc.stderr
+    assert proc.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("quant, fmt", [("fp32", "onnx"), ("fp16", "onnx"), ("int8", "torchscript"),
+                                        ("fp32", "torchscript")])
+def test_export_round_trips_and_checks_itself(quick_run, tmp_path, quant, fmt):
+    repo, env, _ = quick_run
+    checkpoint = repo / f"models/quantized/s0.5-u0.5-{quant}.pt"
+    out = tmp_path / f"model.{fmt}"
+    result = json.loads(squeeze_cli(repo, env, "export", str(checkpoint), "--format", fmt,
+                                    "--out", str(out), "--images", "200"))
+    assert result["images"] == 200 and result["quant"] == quant and out.is_file()
+    assert result["top1_agreement"] >= 0.99
+    assert result["max_abs_diff"] < (0.05 if quant == "fp16" else 1e-3)
+    assert result["size_bytes"] == out.stat().st_size
+
+
+def test_export_of_int8_to_onnx_says_which_formats_it_supports(quick_run, tmp_path):
+    repo, env, _ = quick_run
+    out = tmp_path / "int8.onnx"
+    proc = subprocess.run([sys.executable, "-m", "squeeze", "export",
+                           "models/quantized/s0.5-u0.5-int8.pt", "--format", "onnx", "--out",
+                           str(out)], cwd=repo, env=env, text=True, capture_output=True)
+    assert proc.returncode == 1 and not out.exists()
+    assert proc.stderr.strip().endswith("an int8 model exports to torchscript only, not onnx")
+
+
+def test_squeeze_load_gives_a_ready_model_for_every_kind(quick_run):
+    repo, env, _ = quick_run
+    code = """
+import json, sys, numpy as np, torch, squeeze
+from squeeze.prepared import load_prepared
+from squeeze.evaluation import BATCH_SIZE
+ds, mean, std = load_prepared('data/prepared/dataset.npz')
+out = {}
+for path in sys.argv[1:]:
+    model = squeeze.load(path)
+    assert not model.training
+    with torch.no_grad():
+        predicted = torch.cat([model(squeeze.preprocess(ds.x_test[i:i + BATCH_SIZE], model)).argmax(1)
+                               for i in range(0, len(ds.y_test), BATCH_SIZE)])
+    out[path] = {"accuracy": round(float((predicted.numpy() == ds.y_test).mean()), 6),
+                 "classes": squeeze.classes(model), "mean": [round(float(v), 6) for v in mean]}
+print(json.dumps(out))
+"""
+    paths = ["models/baseline.pt", "models/structured/s0.5.pt"] + [
+        f"models/quantized/s0.5-u0.5-{q}.pt" for q in ("fp32", "fp16", "int8")]
+    found = json.loads(run([sys.executable, "-c", code, *paths], repo, env).strip().splitlines()[-1])
+    # the same number the pipeline measured, through the public API and the stored normalisation
+    assert found["models/baseline.pt"]["accuracy"] == metrics(repo, "baseline.json")["accuracy"]
+    assert found["models/structured/s0.5.pt"]["accuracy"] == metrics(
+        repo, "structured/s0.5.json")["accuracy"]
+    for q in ("fp32", "fp16", "int8"):
+        assert found[f"models/quantized/s0.5-u0.5-{q}.pt"]["accuracy"] == metrics(
+            repo, f"models/s0.5-u0.5-{q}.json")["accuracy"], q
+    prepared = metrics(repo, "prepare.json")
+    for entry in found.values():
+        assert entry["classes"] == prepared["classes"] and entry["mean"] == prepared["mean"]

@@ -164,13 +164,23 @@ def test_an_equal_point_does_not_dominate():
     assert not report.dominates(a, point("b", 0.91, 1.1))
 
 
+def test_accuracy_interval_is_wilsons():
+    # 0.9 on 10,000 images: about +-0.59 pp; 50 of 100: 40.38-59.62%, the textbook Wilson values
+    low, high = report.accuracy_interval(0.9, 10_000)
+    assert (low, high) == (0.893966, 0.905727)  # by hand: centre 0.899846, half 0.005881
+    assert report.accuracy_interval(0.5, 100) == (0.403832, 0.596168)
+    assert report.accuracy_interval(1.0, 64)[1] == 1.0 and report.accuracy_interval(0.0, 64)[0] == 0.0
+
+
 def test_best_under_budget_counts_the_boundary_and_breaks_ties_by_score():
     rows = [point("big", 0.93, 4.0), point("edge", 0.90, 1.0), point("tie-dear", 0.88, 0.5),
             point("tie-cheap", 0.88, 0.4), point("tiny", 0.70, 0.3)]
     assert report.best_under_budget(rows, 2.0)["model"] == "edge"
-    assert report.best_under_budget(rows, 1.0) == {"model": "edge", "accuracy": 0.90, "score": 1.0}
+    assert report.best_under_budget(rows, 1.0) == {"model": "edge", "accuracy": 0.90, "score": 1.0,
+                                                   "accuracy_low": None, "accuracy_high": None}
     assert report.best_under_budget(rows, 0.5)["model"] == "tie-cheap"
-    assert report.best_under_budget(rows, 0.25) == {"model": None, "accuracy": None, "score": None}
+    assert report.best_under_budget(rows, 0.25) == {"model": None, "accuracy": None, "score": None,
+                                                    "accuracy_low": None, "accuracy_high": None}
 
 
 def test_budgets_on_the_study_formula_use_score_seed():
@@ -178,9 +188,11 @@ def test_budgets_on_the_study_formula_use_score_seed():
             {**point("pruned", 0.85, 0.05), "score_seed": 0.9}]
     assert report.best_under_budget(rows, 2.0)["model"] == "wide"  # by measured score
     assert report.best_under_budget(rows, 2.0, "score_seed") == {
-        "model": "pruned", "accuracy": 0.85, "score_seed": 0.9}
+        "model": "pruned", "accuracy": 0.85, "score_seed": 0.9, "accuracy_low": None,
+        "accuracy_high": None}
     assert report.best_under_budget(rows, 0.5, "score_seed") == {
-        "model": None, "accuracy": None, "score_seed": None}
+        "model": None, "accuracy": None, "score_seed": None, "accuracy_low": None,
+        "accuracy_high": None}
     summary = report.summarize(report.with_pareto(
         [{**r, "structured": 0, "unstructured": 0, "quant": "fp32"} for r in rows]))
     assert list(summary["budgets_seed"]) == ["score_seed<=2.0", "score_seed<=1.0",
@@ -479,3 +491,13 @@ def test_profile_warns_when_the_workspace_params_differ_from_head(tmp_path, monk
     warning = workspace_params_warning()
     assert warning.startswith("warning: params.yaml differs from HEAD")
     assert "git checkout HEAD -- params.yaml" in warning
+
+
+def test_rows_carry_their_interval_and_checkpoint(quick_inputs):
+    rows = report.load(QUICK_GRID, quick_inputs, test_images=1000).rows
+    for row in rows:
+        assert (row["accuracy_low"], row["accuracy_high"]) == report.accuracy_interval(
+            row["accuracy"], 1000)
+        assert row["accuracy_low"] < row["accuracy"] < row["accuracy_high"]
+        assert row["checkpoint"] == f"models/quantized/{row['model']}.pt"
+    assert report.load(QUICK_GRID, quick_inputs).rows[0]["accuracy_low"] is None

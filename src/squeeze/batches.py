@@ -28,6 +28,10 @@ class DeviceData:
         # (x / 255 - mean) / std as one multiply-add
         self.scale, self.shift = 1 / (255 * std), -mean / std
         self.classes = ds.classes
+        # what a checkpoint records so that its model can be fed outside the pipeline
+        self.preprocess = {"mean": [float(v) for v in np.asarray(mean).ravel()],
+                           "std": [float(v) for v in np.asarray(std).ravel()],
+                           "classes": list(ds.classes), "image_size": int(ds.x_train.shape[-1])}
 
     @classmethod
     def from_file(cls, path: Path, device) -> "DeviceData":

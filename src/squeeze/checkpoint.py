@@ -55,12 +55,14 @@ def load(path: str | Path, kind: str | None = None) -> dict:
     return payload
 
 
-def save_model(path, model, config: dict, epoch: int, kind: str = "model") -> None:
-    """Weights, architecture, the settings that made them, epoch. No metrics: those are files
-    of the stage that measured them."""
+def save_model(path, model, config: dict, epoch: int, kind: str = "model",
+               preprocess: dict | None = None) -> None:
+    """Weights, architecture, the settings that made them, epoch, and `preprocess` (the
+    normalisation, classes and image size the model was trained with: batches.DeviceData's).
+    No metrics: those are files of the stage that measured them."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save(path, {"kind": kind, "state_dict": state, "spec": model.spec.to_dict(),
-                "config": config, "epoch": epoch})
+                "config": config, "epoch": epoch, "preprocess": preprocess})
 
 
 def load_model(path) -> tuple[torch.nn.Module, dict]:

@@ -120,7 +120,7 @@ def quantize(model: nn.Module, quant: str, calibration: Iterable[torch.Tensor] |
 
 
 def save_quantized(path, qmodel: nn.Module, spec: models.ResNetSpec, quant: str, config: dict,
-                   engine: str | None = None) -> None:
+                   engine: str | None = None, preprocess: dict | None = None) -> None:
     """engine: the int8 engine the model was converted for (loading converts for the same)."""
     # the state dict itself, not a copy: its _metadata carries the module versions that the
     # quantized modules need to read their packed weights back
@@ -130,7 +130,8 @@ def save_quantized(path, qmodel: nn.Module, spec: models.ResNetSpec, quant: str,
             if value.is_floating_point():
                 state[key] = value.half()
     checkpoint.save(path, {"kind": f"quantized-{quant}", "quant": quant, "state_dict": state,
-                           "spec": spec.to_dict(), "config": config, "engine": engine})
+                           "spec": spec.to_dict(), "config": config, "engine": engine,
+                           "preprocess": preprocess})
 
 
 def load_quantized(path) -> tuple[nn.Module, dict]:

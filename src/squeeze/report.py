@@ -36,8 +36,19 @@ BASELINE = (0, 0, "fp32")  # (structured, unstructured, quant) of the unpruned f
 MODEL_COLUMNS = ("structured", "unstructured", "quant", "accuracy", "score", "score_seed",
                  "params", "nonzero_params", "sparsity", "ops", "latency_ms_b1", "latency_ms_b32",
                  "latency_threads", "cpu", "size_bytes", "device", "device_name", "precision")
-CSV_COLUMNS = ("model", *MODEL_COLUMNS[:4], "accuracy_float", "accuracy_pruned_structured",
-               "accuracy_pruned_unstructured", *MODEL_COLUMNS[4:], "pareto")
+# accuracy_low/high: the 95% binomial (Wilson) interval of the accuracy on the test set's size,
+# the noise of one measurement; checkpoint: the quantized model's file in the workspace
+CSV_COLUMNS = ("model", *MODEL_COLUMNS[:4], "accuracy_low", "accuracy_high", "accuracy_float",
+               "accuracy_pruned_structured", "accuracy_pruned_unstructured", *MODEL_COLUMNS[4:],
+               "pareto", "checkpoint")
+Z95 = 1.959964  # two-sided 95% normal quantile
+
+
+def accuracy_interval(accuracy: float, n: int) -> tuple[float, float]:
+    """The Wilson score interval (95%) of a proportion `accuracy` measured on `n` images."""
+    centre = (accuracy + Z95 ** 2 / (2 * n)) / (1 + Z95 ** 2 / n)
+    half = Z95 / (1 + Z95 ** 2 / n) * (accuracy * (1 - accuracy) / n + Z95 ** 2 / (4 * n * n)) ** 0.5
+    return round(max(centre - half, 0.0), 6), round(min(centre + half, 1.0), 6)
 CURVE_COLUMNS = ("run", "stage", "structured", "unstructured", *HISTORY_COLUMNS)
 
 
@@ -115,14 +126,15 @@ class Report:
         return summarize(self.rows)
 
 
-def load(grid: Grid, metrics_dir: Path) -> Report:
+def load(grid: Grid, metrics_dir: Path, test_images: int | None = None) -> Report:
     """Every metrics file and log of the grid, joined; a missing one is a MissingInputError
-    naming it."""
+    naming it. test_images: the test set's size, for each accuracy's interval."""
     metrics_dir = Path(metrics_dir)
     logs = grid.log_files(metrics_dir / "train")
     sensitivity = metrics_dir / SENSITIVITY_FILE
     require_files(grid.metric_files(metrics_dir) + [path for _, path in logs] + [sensitivity])
-    return Report(rows=with_pareto([joined(grid, metrics_dir, *point) for point in grid.points()]),
+    return Report(rows=with_pareto([joined(grid, metrics_dir, *point, test_images)
+                                    for point in grid.points()]),
                   curves=[row for run, path in logs for row in read_log(path, run)],
                   sensitivity=read_sensitivity(sensitivity))
 
@@ -138,12 +150,16 @@ def read_sensitivity(path: Path) -> list[dict]:
              **{k: float(r[k]) for k in ("amount", "accuracy", "drop")}} for r in rows]
 
 
-def joined(grid: Grid, metrics_dir: Path, s, u, q) -> dict:
+def joined(grid: Grid, metrics_dir: Path, s, u, q, test_images: int | None = None) -> dict:
     """One model's row: its quantize file, and the accuracies of the stages that made it."""
     model = read_json(grid.model_file(metrics_dir, s, u, q))
     floating = read_json(grid.unstructured_file(metrics_dir, s, u))
     structured = read_json(grid.structured_file(metrics_dir, s))
+    low, high = (accuracy_interval(model["accuracy"], test_images) if test_images
+                 else (None, None))
     return {**{c: model.get(c) for c in MODEL_COLUMNS},
+            "accuracy_low": low, "accuracy_high": high,
+            "checkpoint": f"models/quantized/{file_stem(s, u, q)}.pt",
             "accuracy_float": floating["accuracy"],
             "accuracy_pruned_structured": structured["accuracy_pruned"],
             "accuracy_pruned_unstructured": floating["accuracy_pruned"]}
@@ -180,9 +196,12 @@ def best_under_budget(rows: Sequence[Mapping], budget: float, key: str = "score"
     reduced-width run's models on the study's scale)."""
     fitting = [r for r in rows if r[key] <= budget]
     if not fitting:
-        return {"model": None, "accuracy": None, key: None}
+        return {"model": None, "accuracy": None, "accuracy_low": None, "accuracy_high": None,
+                key: None}
     best = min(fitting, key=lambda r: (-r["accuracy"], r[key]))
-    return {"model": best["model"], "accuracy": best["accuracy"], key: best[key]}
+    return {"model": best["model"], "accuracy": best["accuracy"],
+            "accuracy_low": best.get("accuracy_low"), "accuracy_high": best.get("accuracy_high"),
+            key: best[key]}
 
 
 def find_baseline(rows: Sequence[Mapping]) -> dict | None:
@@ -319,10 +338,10 @@ def _unstructured_section(rows: Sequence[Mapping]) -> str:
 
 
 def _quantized_section(rows: Sequence[Mapping]) -> str:
-    header = ["model", "quant", "accuracy", "computed in", "float accuracy", "score",
+    header = ["model", "quant", "accuracy", "95% interval", "computed in", "float accuracy", "score",
               "score (study formula)", "latency b1 (ms/image)", "latency b32 (ms/image)",
               "size (KiB)", "Pareto"]
-    lines = [[r["model"], r["quant"], _pct(r["accuracy"]), r["precision"] or "—",
+    lines = [[r["model"], r["quant"], _pct(r["accuracy"]), _interval(r), r["precision"] or "—",
               _pct(r["accuracy_float"]), _num(r["score"]), _num(r["score_seed"]),
               _num(r["latency_ms_b1"]), _num(r["latency_ms_b32"]), _num(r["size_bytes"] / 1024),
               _mark(r)] for r in rows]
@@ -334,10 +353,17 @@ def _budget_section(summary: Mapping) -> str:
     for budgets, key, what in (("budgets", "score", "score"),
                                ("budgets_seed", "score_seed", "score (study formula)")):
         lines = [[budget.split("<=")[1], best["model"] or "none fits", _pct(best["accuracy"]),
-                  _num(best[key])] for budget, best in summary[budgets].items()]
+                  _interval(best), _num(best[key])] for budget, best in summary[budgets].items()]
         tables.append(f"## Best accuracy within a {what} budget\n\n"
-                      + md_table([f"{what} budget", "model", "accuracy", what], lines))
+                      + md_table([f"{what} budget", "model", "accuracy", "95% interval", what],
+                                 lines))
     return "\n\n".join(tables)
+
+
+def _interval(row: Mapping) -> str:
+    if row.get("accuracy_low") is None:
+        return "—"
+    return f"{_pct(row['accuracy_low'])}-{_pct(row['accuracy_high'])}"
 
 
 def _sensitivity_section(rows: Sequence[Mapping]) -> str:

@@ -23,6 +23,6 @@ def run(model_cfg: ModelConfig, train_cfg: TrainConfig, data_path: Path, out: Pa
     metrics = {"accuracy": measured(model, data), **result.summary(), **on(data)}
     checkpoint.save_model(out, to_cpu(model),
                           {"model": asdict(model_cfg), "train": asdict(train_cfg)},
-                          epoch=train_cfg.epochs)
+                          epoch=train_cfg.epochs, preprocess=data.preprocess)
     write_json(out_metrics, metrics)
     return metrics

@@ -80,6 +80,7 @@ def prune_then_finetune(*, amount: float, prune: Pruner, prune_cfg, finetune_cfg
                "accuracy": after, **(details or {}), "sparsity": round(sparsity(model), 6),
                **model_counts(model),
                **training, **on(data)}
-    checkpoint.save_model(out, to_cpu(model), config, epoch)
+    checkpoint.save_model(out, to_cpu(model), config, epoch,
+                          preprocess=payload.get("preprocess") or data.preprocess)
     write_json(out_metrics, metrics)
     return metrics

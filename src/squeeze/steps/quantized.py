@@ -28,7 +28,7 @@ def run(structured: float, unstructured: float, quant: str, int8_cfg: Int8Config
     """int8_cfg: the quantize.int8 section (None for fp32 and fp16, which have no settings)."""
     if quant == "int8":
         quantize.check_engine(int8_cfg.engine)  # one line before any work where it is missing
-    float_model, _ = checkpoint.load_model(base)
+    float_model, payload = checkpoint.load_model(base)
     float_model.eval()
     spec = float_model.spec
     counts = measure.model_counts(float_model)
@@ -45,7 +45,8 @@ def run(structured: float, unstructured: float, quant: str, int8_cfg: Int8Config
     acc = _accuracy(qmodel, data, quant)
     quantize.save_quantized(out_model, qmodel.cpu(), spec, quant,
                             {"structured": structured, "unstructured": unstructured},
-                            engine=int8_cfg.engine if quant == "int8" else None)
+                            engine=int8_cfg.engine if quant == "int8" else None,
+                            preprocess=payload.get("preprocess") or data.preprocess)
     latency = {f"latency_ms_b{b}": round(measure.latency_ms(
         qmodel.cpu(), b, eval_cfg.latency_threads, eval_cfg.latency_warmup,
         eval_cfg.latency_repeats), 4) for b in (1, 32)}
