@@ -321,6 +321,9 @@ def test_load_params_errors(tmp_path):
     ("sensitivity.amounts", [0, 0.5], "amounts in (0, 1)"),
     ("sensitivity.amounts", [0.5, 1.0], "each amount must be a number in [0, 1)"),
     ("sensitivity.images", 0, "an integer >= 1"),
+    ("export.budget", 0, "a number > 0"),
+    ("export.format", "tflite", "one of auto, onnx, torchscript"),
+    ("export.score", "flops", "one of score, score_seed"),
 ])
 def test_new_levers_are_validated_with_the_whole_file(params, key, value, allowed):
     with_value(params, key, value)

@@ -355,3 +355,18 @@ print(json.dumps(out))
     for entry in found.values():
         assert entry["classes"] == prepared["classes"]
         assert entry["mean"] == pytest.approx(prepared["mean"], abs=5e-5)  # prepare.json: 4 digits
+
+
+def test_the_export_stage_exports_the_recommended_model(quick_run):
+    repo, env, _ = quick_run
+    record = json.loads((repo / "models/export/model.json").read_text())
+    budget = yaml.safe_load((repo / "params.yaml").read_text())["export"]["budget"]
+    answer = json.loads(squeeze_cli(repo, env, "recommend", "--budget", str(budget)))
+    assert {k: record[k] for k in answer} == answer and record["budget"] == budget
+    check = record["export"]
+    assert check["top1_agreement"] >= 0.99 and check["images"] == 256
+    suffix = "model.onnx" if record["model"].endswith(("fp32", "fp16")) else "model.torchscript.pt"
+    assert check["out"].endswith(suffix) and (repo / "models/export" / suffix).is_file()
+    dvc_yaml = yaml.safe_load((repo / "dvc.yaml").read_text())
+    assert dvc_yaml["artifacts"]["recommended"]["path"] == "models/export"
+    assert dvc_yaml["artifacts"]["recommended"]["type"] == "model"

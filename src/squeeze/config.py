@@ -24,7 +24,10 @@ PRUNE_LAYERS = ("all", "block-internal")
 PRUNE_TARGETS = ("channels", "params", "ops")  # what a structured amount is a fraction of
 ACTIVATION_OBSERVERS = ("histogram", "minmax")
 INT8_ENGINES = ("x86", "fbgemm", "onednn", "qnnpack")  # torch.backends.quantized engines
-SECTIONS = ("data", "model", "train", "prune", "finetune", "quantize", "evaluate", "sensitivity")
+SECTIONS = ("data", "model", "train", "prune", "finetune", "quantize", "evaluate", "sensitivity",
+            "export")
+EXPORT_FORMATS = ("auto", "onnx", "torchscript")  # auto: ONNX where the model has it, else TorchScript
+EXPORT_SCORES = ("score", "score_seed")
 MAX_GLOBAL_STRUCTURED_AMOUNT = 0.8  # see prune.MAX_GLOBAL_AMOUNT
 
 
@@ -311,6 +314,23 @@ class SensitivityConfig:
 
 
 @dataclass(frozen=True)
+class ExportConfig:
+    """The export stage: the most accurate model within `budget` of `score`, exported."""
+    budget: float
+    score: str
+    format: str
+    images: int  # test images of the export's self-check
+
+    @classmethod
+    def from_params(cls, d: Mapping) -> "ExportConfig":
+        _check_keys("export", d, _fields(cls))
+        return cls(budget=positive_float("export.budget", d["budget"]),
+                   score=choice("export.score", d["score"], EXPORT_SCORES),
+                   format=choice("export.format", d["format"], EXPORT_FORMATS),
+                   images=positive_int("export.images", d["images"]))
+
+
+@dataclass(frozen=True)
 class UnstructuredConfig:
     scope: str
 
@@ -398,6 +418,7 @@ def validate(params: Mapping) -> None:
     Int8Config.from_params(section(params, "quantize.int8"))
     EvaluateConfig.from_params(section(params, "evaluate"))
     SensitivityConfig.from_params(section(params, "sensitivity"))
+    ExportConfig.from_params(section(params, "export"))
 
 
 _MISSING = object()

@@ -1,0 +1,18 @@
+"""Stage export: the most accurate model of the report within export.budget (python -m squeeze
+recommend), exported to models/export/ and checked against its checkpoint (python -m squeeze
+export); models/export/model.json says which model, its accuracy and score, and the check."""
+from squeeze import cli
+from squeeze.config import ExportConfig, section
+
+PARAMS = ("export",)
+
+
+def main(args, params):
+    from squeeze.steps import exported
+
+    print(exported.run(ExportConfig.from_params(section(params, "export")), args.report,
+                       args.data, args.out))
+
+
+if __name__ == "__main__":
+    cli.run(main, cli.parser(__doc__, "--report", "--data", "--out"), PARAMS)
