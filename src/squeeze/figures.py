@@ -231,9 +231,10 @@ def figure_sensitivity(report: Report) -> "Figure":
               linewidth=2.2 if tied else 1.2, linestyle="-" if tied else "--",
               marker=MARKERS[i % len(MARKERS)], markersize=4,
               label=f"{group} ({rows[0]['channels']})" + (" + tied" if tied else ""))
-    ax.set(title="Sensitivity: each filter group pruned alone, no fine-tune\n"
-                 "(held-out training images; solid = residual stream, dashed = block-internal)",
-           xlabel="fraction of the group's filters removed", ylabel="accuracy")
+    fig.set_size_inches(9, 5)
+    fig.suptitle("Sensitivity: each filter group pruned alone, no fine-tune (Li et al., Fig. 2)\n"
+                 "held-out training images; solid = residual stream, dashed = block-internal conv")
+    ax.set(xlabel="fraction of the group's filters removed", ylabel="accuracy")
     ax.grid(alpha=0.3)
     _note_if_empty(ax, "sensitivity measurement")
     _legend(ax, fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1))
