@@ -29,15 +29,16 @@ from squeeze.config import TrainConfig, grid, load_params, section  # noqa: E402
 from squeeze.fsutil import read_json, write_json  # noqa: E402
 from squeeze.prepared import Dataset  # noqa: E402
 
-SECTIONS = ("data_path", "int8", "structured", "training")
+SECTIONS = ("data_path", "int8", "structured", "training", "distill")
 
 # Full: the figures quoted in the README. Quick: the same code on small settings (about a minute).
 SETTINGS = {
     "full": {"synthetic_images": 5000, "batches_per_round": 40, "rounds": 5, "latency_width": None,
-             "train_images": 512, "quick_train_images": 2048, "train_width": None},
+             "train_images": 512, "quick_train_images": 2048, "train_width": None,
+             "distill_images": 2048},
     "quick": {"synthetic_images": 1024, "batches_per_round": 4, "rounds": 3, "latency_width": 16,
               "warmup": 1, "repeats": 3, "train_images": 128, "quick_train_images": 256,
-              "train_width": 16},
+              "train_width": 16, "distill_images": 256},
 }
 
 
@@ -112,6 +113,10 @@ def main(argv: list[str] | None = None) -> dict:
             amounts=structured, unstructured=unstructured, **latency))
     if "training" in only:
         timed(results, "training", lambda: training(params, ds, mean, std, settings, threads))
+    if "distill" in only:
+        timed(results, "distill", lambda: benchlib.distill_cost(
+            ds, mean, std, images=settings["distill_images"], repeats=settings["repeats"],
+            threads=threads))
     if args.pipeline_overhead:
         timed(results, "pipeline_overhead", lambda: benchlib.pipeline_overhead(ROOT, keep=args.keep_copy))
     elif "noop_repro_seconds" not in results.get("pipeline_overhead", {}):

@@ -32,7 +32,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from squeeze import data, measure, models, prune, quantize, train
+from squeeze import data, measure, models, prune, quantize, recovery, train
 from squeeze import device as devices
 from squeeze.batches import DeviceData
 from squeeze.config import TrainConfig, dotted_get, dotted_set, grid, load_params
@@ -348,6 +348,37 @@ def training_throughput(ds: Dataset, mean, std, *, width: int, cfg: TrainConfig,
             "epochs_counted": len(counted), "device": str(device_data.device), "threads": threads,
             "images_per_second": round(statistics.median(r["images_per_second"] for r in counted), 1),
             "epoch_seconds": round(statistics.median(r["epoch_seconds"] for r in counted), 3)}
+
+
+# ---- 4b. the cost of distillation ----------------------------------------------------------
+
+def distill_cost(ds: Dataset, mean, std, *, width: int = 16, structured: float = 0.5,
+                 images: int = 2048, repeats: int = 3, threads: int = 2,
+                 device: str | None = None) -> dict:
+    """Seconds of one fine-tune epoch with distillation (alpha 0.7, T 4; the teacher: the
+    unpruned model) over one with cross-entropy, interleaved in one run: the per-epoch cost the
+    `distill_alpha` lever adds (one teacher forward per batch)."""
+    subset = data.subset(ds, images, 100, seed=0)
+    device_data = DeviceData(subset, mean, std, devices.pick(device))
+    torch.manual_seed(0)
+    teacher = models.build(models.ResNetSpec.resnet18(width)).to(device_data.device).eval()
+    student = prune.prune_filters(copy.deepcopy(teacher), structured)
+    cfg = TrainConfig(epochs=1, batch_size=128, lr=0.01, momentum=0.9, weight_decay=5e-4,
+                      schedule="cosine", seed=0)
+    losses = {"cross_entropy": train.cross_entropy,
+              "distillation": recovery.distillation_loss(teacher, 0.7, 4.0)}
+
+    def epoch(loss_fn) -> Callable[[], object]:
+        return lambda: train.fit(copy.deepcopy(student), device_data, cfg, name="bench",
+                                 loss_fn=loss_fn)
+
+    with fixed_threads(threads), redirect_stdout(io.StringIO()):
+        times = interleaved({name: epoch(fn) for name, fn in losses.items()}, repeats)
+    return {"width": width, "structured": structured, "images_per_epoch": int(len(subset.y_train)),
+            "threads": threads, "device": str(device_data.device),
+            "seconds": {k: round(statistics.median(v), 3) for k, v in times.items()},
+            "distillation_over_cross_entropy": round(paired_speedup(
+                times["distillation"], times["cross_entropy"]), 3)}
 
 
 # ---- 5. pipeline overhead -----------------------------------------------------------------

@@ -241,3 +241,13 @@ def test_gpu_check_runs_on_cpu_with_tiny_settings(tmp_path):
     assert paths["quantize"]["int8"]["device"] == "cpu"
     # judged on whole epochs: evaluation and checkpoint on top of the training steps
     assert base["seconds_per_epoch"] >= base["training_seconds_per_epoch"]
+
+
+def test_distill_cost_times_both_losses_in_one_run():
+    ds = data.synthetic(256, 100, seed=0)
+    mean, std = ds.mean_std()
+    result = benchlib.distill_cost(ds, mean, std, width=4, images=128, repeats=1, threads=1,
+                                   device="cpu")
+    assert set(result["seconds"]) == {"cross_entropy", "distillation"}
+    assert result["images_per_epoch"] == 128 and result["structured"] == 0.5
+    assert positive(result["distillation_over_cross_entropy"])  # a ratio; never a CI gate
