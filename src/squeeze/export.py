@@ -1,7 +1,8 @@
 """Export a pipeline checkpoint to a file that runs without squeeze, and check it.
 
 fp32 and fp16 models (physically pruned: the graph holds only the filters left) go to ONNX
-(opset 17, dynamic batch) or TorchScript; int8 models to TorchScript, which keeps their int8
+(opset 17, dynamic batch, float32 input "images" and output "logits"; an fp16 model computes in
+fp16 inside) or TorchScript; int8 models to TorchScript, which keeps their int8
 kernels (ONNX has no export for torch.ao's quantized modules: asking for it is a one-line error).
 Every export checks itself: N test images through the checkpoint's model and through the
 exported file (onnxruntime for ONNX, torch.jit.load for TorchScript), and fails below 99% top-1
@@ -76,14 +77,24 @@ def _write(model, quant: str, fmt: str, x: torch.Tensor, path: Path) -> torch.Te
         loaded = torch.jit.load(str(path))
         with torch.no_grad():
             return loaded(x)
-    half = quant == "fp16"  # the ONNX graph runs in fp16: weights and activations
-    net = (model.half() if half else model).eval()
-    dtype = torch.float16 if half else torch.float32
-    torch.onnx.export(net, (example.to(dtype),), str(path), dynamo=False, opset_version=17,
+    # fp16: the graph computes in fp16 (weights and activations) behind float32 inputs and
+    # outputs, so every exported model is fed and read the same way
+    net = HalfInside(model.half()) if quant == "fp16" else model.eval()
+    torch.onnx.export(net, (example,), str(path), dynamo=False, opset_version=17,
                       input_names=["images"], output_names=["logits"],
                       dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    logits = session.run(None, {"images": x.to(dtype).numpy()})[0]
-    return torch.from_numpy(np.asarray(logits, dtype=np.float32))
+    return torch.from_numpy(session.run(None, {"images": x.numpy()})[0])
+
+
+class HalfInside(torch.nn.Module):
+    """float32 in, fp16 compute, float32 out."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.half()).float()

@@ -123,7 +123,8 @@ def estimate_lines(name: str, images_per_second: float, batches: int, epochs_lef
     a CPU at the study's width, the profile that gets a front in about an hour instead."""
     # evaluation: a forward pass, about a third of a training step per image, once per epoch
     per_epoch = (train_images + test_images / 3) / images_per_second
-    lines = [f"{name}: about {_duration(per_epoch * epochs_left)} for the {epochs_left} epochs "
+    epochs = f"{epochs_left} epoch{'s' * (epochs_left != 1)}"
+    lines = [f"{name}: about {_duration(per_epoch * epochs_left)} for the {epochs} "
              f"left ({images_per_second:.0f} img/s over {batches} batches on {device_type}, "
              "per-epoch evaluation estimated)"]
     if device_type == "cpu" and width is not None and width >= STUDY_WIDTH:
