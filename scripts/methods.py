@@ -37,6 +37,8 @@ METHODS = {  # name -> overrides on top of the profile; in the order `run` takes
     "group_norm": {"prune.structured.criterion": "group_norm"},
     "block_internal": {"prune.structured.layers": "block-internal"},
     "rounds3": {"prune.structured.rounds": 3},
+    # the study's cosine steps per epoch, so 1-epoch rounds never anneal: rounds that do
+    "rounds3_iter": {"prune.structured.rounds": 3, FT + "schedule": "cosine_iter"},
     # Li et al.: spare the filter groups that lose more than 20 pp (on held-out training images)
     # when pruned alone at the stage's amount (the sensitivity stage)
     "spare": {"prune.structured.spare_drop": 0.2},
