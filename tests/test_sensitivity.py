@@ -164,3 +164,12 @@ def test_an_amount_that_would_empty_a_layer_is_an_error():
     assert prune.prune_filters(tiny(8), 0.875).spec.stage_widths == (1, 2, 4, 8)
     with pytest.raises(ValueError, match="0.9 would remove every filter of a layer of 8 channels"):
         prune.prune_filters(tiny(8), 0.9)
+
+
+def test_analyse_skips_amounts_that_would_empty_a_group():
+    dd = device_data(train_size=64, test_size=16)
+    rows = sensitivity.analyse(tiny(8), dd, [0.5, 0.9], "l1", images=32, progress=lambda _: None)
+    # width 8: the stem's stream and layer1's convs have 8 channels, 0.9 of 8 keeps none
+    assert {r["group"] for r in rows if r["amount"] == 0.9} == {
+        g for g, convs in prune.filter_groups(tiny(8)).items() if not g.startswith(("conv1", "layer1"))}
+    assert len(rows) == 12 + 12 - 3

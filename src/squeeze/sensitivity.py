@@ -27,7 +27,8 @@ SEED = 0  # which training images measure the accuracies
 def analyse(model: nn.Module, data: DeviceData, amounts: Sequence[float], criterion: str,
             images: int, progress=print) -> list[dict]:
     """One row per (group, amount): the accuracy left when only that group loses `amount` of
-    its channels (ranked by `criterion`), and the drop from the unpruned model's accuracy."""
+    its channels (ranked by `criterion`), and the drop from the unpruned model's accuracy. An
+    amount that would leave a group no channel (0.9 of 8) is skipped for that group."""
     images = min(images, len(data.y_train))
 
     def measure(m: nn.Module) -> float:
@@ -36,9 +37,12 @@ def analyse(model: nn.Module, data: DeviceData, amounts: Sequence[float], criter
     base = measure(model)
     progress(f"sensitivity: unpruned accuracy {base:.4f} on {images} held-out training images")
     rows = []
+    modules = dict(model.named_modules())
     for name, convs in prune.filter_groups(model).items():
-        channels = dict(model.named_modules())[name].out_channels
+        channels = modules[name].out_channels
         for amount in amounts:
+            if int(channels * (1 - amount)) < 1:  # would empty the group: not measurable
+                continue
             trial = copy.deepcopy(model)
             prune.prune_filters(trial, amount, criterion=criterion, only=name)
             left = measure(trial)
