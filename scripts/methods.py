@@ -43,9 +43,9 @@ METHODS = {  # name -> overrides on top of the profile; in the order `run` takes
     # when pruned alone at the stage's amount (the sensitivity stage)
     "spare": {"prune.structured.spare_drop": 0.2},
     "params_target": {"prune.structured.target": "params"},
-    # what the levers above suggest together: Li et al.'s layers, pruned harder (0.8 / 0.9 land
+    # what the levers above suggested together: Li et al.'s layers, pruned harder (0.8 / 0.9 land
     # under the study-method s0.5 / near its s0.7 score), distilled, cosine per iteration
-    "best": {"prune.structured.layers": "block-internal",
+    "internal_distill": {"prune.structured.layers": "block-internal",
              "prune.structured.amounts": [0, 0.5, 0.8, 0.9],
              FT + "schedule": "cosine_iter", FT + "distill_alpha": 0.7,
              FT + "distill_temperature": 4},
