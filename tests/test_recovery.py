@@ -97,6 +97,8 @@ def test_structured_step_with_every_lever(inputs):
     # two rounds reach the same widths as one shot (0.25 then a third of what is left)
     assert two["params"] == one_shot["params"]
     assert two["epochs"] == 2
+    # whole-epoch seconds reach the metrics through every round's fit
+    assert one_shot["epoch_wall_seconds"] > 0 and two["epoch_wall_seconds"] > 0
     log = (inputs / "two.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in log[1:]] == ["1", "2"]
     saved = json.loads((inputs / "two.json").read_text())

@@ -52,6 +52,7 @@ def prune_then_finetune(*, amount: float, prune: Pruner, prune_cfg, finetune_cfg
                    if finetune_cfg.distill_alpha > 0 else train.cross_entropy)
         run_id = {"base": file_sha256(base), "amount": amount, "prune": asdict(prune_cfg)}
         history: list[dict] = []
+        walls: list[float] = []
         for index, epochs in enumerate(round_epochs(finetune_cfg.epochs, rounds), start=1):
             constraint = prune(model, index, rounds)
             accuracy, recalibrated_now = measured(model, data), None
@@ -71,10 +72,11 @@ def prune_then_finetune(*, amount: float, prune: Pruner, prune_cfg, finetune_cfg
                 loss_fn=loss_fn, fingerprint_extra=run_id)
             history += [{**row, "epoch": len(history) + i + 1}
                         for i, row in enumerate(result.history)]
+            walls += result.epoch_wall_seconds
             if rounds > 1:
                 write_history(log_path, history)
         after, epoch = measured(model, data), finetune_cfg.epochs
-        training = train.FitResult(history=history).summary()
+        training = train.FitResult(history=history, epoch_wall_seconds=walls).summary()
         config.update(prune=asdict(prune_cfg), finetune=asdict(finetune_cfg))
     metrics = {**identity, "accuracy_pruned": pruned, "accuracy_recalibrated": recalibrated,
                "accuracy": after, **(details or {}), "sparsity": round(sparsity(model), 6),
