@@ -9,14 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from squeeze import checkpoint, data, measure, models, prune, sensitivity
-from squeeze.config import ConfigError, FinetuneConfig, StructuredConfig
+from squeeze import checkpoint, measure, models, prune, sensitivity
+from squeeze.config import ConfigError, StructuredConfig
 from squeeze.evaluation import BATCH_SIZE, accuracy_on
 from squeeze.models import ResNetSpec
-from squeeze.prepared import save as save_dataset
-from squeeze.steps import sensitive, structured
+from squeeze.steps import sensitive
 
-from test_recovery import device_data, finetune, run_structured  # noqa: F401 (shared helpers)
+from test_recovery import device_data, finetune, inputs, run_structured  # noqa: F401 (shared)
 
 RESIDUAL = {"conv1": ["conv1", "layer1.0.conv2", "layer1.1.conv2"],
             "layer2.0.conv2": ["layer2.0.conv2", "layer2.0.shortcut.0", "layer2.1.conv2"]}
@@ -103,49 +102,40 @@ def test_analyse_measures_each_group_alone_on_training_images(tmp_path):
     assert sensitivity.read(tmp_path / "s.csv") == rows
 
 
-@pytest.fixture(scope="module")
-def base_inputs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sensitive")
-    save_dataset(data.synthetic(256, 64, seed=0), root / "data.npz")
-    torch.manual_seed(0)
-    checkpoint.save_model(root / "base.pt", models.build(ResNetSpec.resnet18(8)), {}, epoch=1)
-    return root
-
-
-def test_structured_step_spares_what_the_csv_finds_sensitive(base_inputs):
+def test_structured_step_spares_what_the_csv_finds_sensitive(inputs):
     rows = [{"group": g, "convs": g, "channels": 8, "amount": 0.5, "accuracy": 0.5,
              "drop": 0.2 if g in ("conv1", "layer4.1.conv1") else 0.01}
             for g in prune.filter_groups(tiny())]
-    sensitivity.write(rows, base_inputs / "sens.csv")
+    sensitivity.write(rows, inputs / "sens.csv")
     cfg = StructuredConfig("layerwise", "l1", spare_drop=0.1)
-    result = run_structured(base_inputs, "spare", cfg, finetune(epochs=1),
-                            sensitivity=base_inputs / "sens.csv")
+    result = run_structured(inputs, "spare", cfg, finetune(epochs=1),
+                            sensitivity=inputs / "sens.csv")
     assert result["spared"] == ["conv1", "layer4.1.conv1"]
-    model, _ = checkpoint.load_model(base_inputs / "spare.pt")
+    model, _ = checkpoint.load_model(inputs / "spare.pt")
     assert model.spec.stage_widths == (8, 8, 16, 32)  # the stem's stream kept, the rest halved
     assert model.spec.block_widths[3] == (32, 64)  # layer4.1.conv1 kept
-    assert json.loads((base_inputs / "spare.json").read_text())["spared"] == result["spared"]
+    assert json.loads((inputs / "spare.json").read_text())["spared"] == result["spared"]
 
 
-def test_structured_step_with_a_params_target(base_inputs):
-    base = checkpoint.load_model(base_inputs / "base.pt")[0]
+def test_structured_step_with_a_params_target(inputs):
+    base = checkpoint.load_model(inputs / "base.pt")[0]
     cfg = StructuredConfig("layerwise", "l1", target="params")
-    result = run_structured(base_inputs, "params", cfg, finetune(epochs=1), amount=0.5)
+    result = run_structured(inputs, "params", cfg, finetune(epochs=1), amount=0.5)
     assert result["params"] <= 0.5 * measure.count_params(base)
     assert result["target"] == "params" and len(result["channel_ratios"]) == 1
     assert result["channel_ratios"][0] < 0.35  # much less than 0.5 of each layer's channels
     with pytest.raises(ConfigError, match="contains 0.9 with target: params: removing 0.900"):
-        run_structured(base_inputs, "far", StructuredConfig("layerwise", "l1", "block-internal",
+        run_structured(inputs, "far", StructuredConfig("layerwise", "l1", "block-internal",
                                                             target="params"),
                        finetune(epochs=1), amount=0.9)
 
 
-def test_sensitivity_step_writes_the_csv(base_inputs):
+def test_sensitivity_step_writes_the_csv(inputs):
     from squeeze.config import SensitivityConfig
 
-    rows = sensitive.run(SensitivityConfig((0.5,), 100), "l1", base_inputs / "base.pt",
-                         base_inputs / "data.npz", base_inputs / "out.csv", device="cpu")
-    assert sensitivity.read(base_inputs / "out.csv") == rows and len(rows) == 12
+    rows = sensitive.run(SensitivityConfig((0.5,), 100), "l1", inputs / "base.pt",
+                         inputs / "data.npz", inputs / "out.csv", device="cpu")
+    assert sensitivity.read(inputs / "out.csv") == rows and len(rows) == 12
 
 
 def test_round_to_rounds_the_channels_left_down_to_a_multiple():

@@ -25,11 +25,11 @@ def load(path: str | Path) -> nn.Module:
     """A ready model for any squeeze checkpoint (baseline, pruned, or quantized fp32/fp16/int8)."""
     from . import quantize
 
-    payload = checkpoint.load(path)
+    payload = checkpoint.load(path)  # read once, rebuilt by the loader of its kind
     if payload.get("kind") == "model":
-        model, payload = checkpoint.load_model(path)
+        model, payload = checkpoint.load_model(path, payload)
     elif str(payload.get("kind", "")).startswith("quantized-"):
-        model, payload = quantize.load_quantized(path)
+        model, payload = quantize.load_quantized(path, payload)
     else:
         raise checkpoint.CheckpointError(f"{path}: a {payload.get('kind')!r} checkpoint is not "
                                          "a model (expected a model or quantized checkpoint)")

@@ -65,17 +65,13 @@ class DeviceData:
     def held_batches(self, batch_size: int, images: int, seed: int) -> Iterator[tuple]:
         """`images` training images drawn without replacement by `seed`, un-augmented and
         normalised, with their labels: measurements that must not look at the test set."""
+        import torch
+
         rng = np.random.default_rng(seed)
-        idx = torch_index(rng.permutation(len(self.y_train))[:images], self.device)
+        idx = torch.as_tensor(rng.permutation(len(self.y_train))[:images], device=self.device)
         for start in range(0, len(idx), batch_size):
             chunk = idx[start:start + batch_size]
             yield self.normalize(self.x_train[chunk]), self.y_train[chunk]
-
-
-def torch_index(idx: np.ndarray, device):
-    import torch
-
-    return torch.as_tensor(idx, dtype=torch.long, device=device)
 
 
 def augment(x, generator, padding: int = 4):

@@ -65,9 +65,11 @@ def save_model(path, model, config: dict, epoch: int, kind: str = "model",
                 "config": config, "epoch": epoch, "preprocess": preprocess})
 
 
-def load_model(path) -> tuple[torch.nn.Module, dict]:
-    """Rebuild a float ResNet-18 from a model checkpoint -> (model on CPU, payload)."""
-    payload = load(path, kind="model")
+def load_model(path, payload: dict | None = None) -> tuple[torch.nn.Module, dict]:
+    """Rebuild a float ResNet-18 from a model checkpoint -> (model on CPU, payload). `payload`:
+    the file already loaded (`load`), so it is not read twice."""
+    if payload is None:
+        payload = load(path, kind="model")
     try:
         spec = models.ResNetSpec.from_dict(payload.get("spec") or {})
         model = models.from_state(spec, payload["state_dict"])

@@ -144,15 +144,17 @@ def prune_filters(model: models.ResNet18, amount: float, scope: str = "layerwise
         members = set(filter_groups(model)[only])
         ignored += [m for name, m in modules.items()
                     if isinstance(m, nn.Conv2d) and name not in members]
-    if scope == "layerwise" and int(_narrowest(model, ignored) * (1 - amount)) < 1:
-        raise ValueError(f"structured amount {amount:g} would remove every filter of a layer "
-                         f"of {_narrowest(model, ignored)} channels; at most "
-                         f"{_most(model, ignored):.4f} at this width")
-    narrowest = _narrowest(model, ignored)
-    if scope == "layerwise" and round_to > 1 and int(narrowest * (1 - amount)) < round_to:
-        raise ValueError(f"round_to {round_to} at structured amount {amount:g} would remove "
-                         f"every filter of a layer of {narrowest} channels (it keeps "
-                         f"{int(narrowest * (1 - amount))}); use a smaller round_to or amount")
+    if scope == "layerwise":
+        narrowest = _narrowest(model, ignored)
+        if kept_channels(narrowest, amount) < 1:
+            raise ValueError(f"structured amount {amount:g} would remove every filter of a "
+                             f"layer of {narrowest} channels; at most "
+                             f"{_most_of(narrowest):.4f} at this width")
+        if kept_channels(narrowest, amount) < round_to:
+            raise ValueError(f"round_to {round_to} at structured amount {amount:g} would remove "
+                             f"every filter of a layer of {narrowest} channels (it keeps "
+                             f"{kept_channels(narrowest, amount)}); use a smaller round_to or "
+                             "amount")
     torch.manual_seed(seed)  # only the random criterion draws numbers
     device = next(model.parameters()).device
     pruner = tp.pruner.MetaPruner(
@@ -170,17 +172,22 @@ def _narrowest(model: nn.Module, ignored: list[nn.Module]) -> int:
                if isinstance(m, nn.Conv2d) and m not in ignored)
 
 
-def _most(model: nn.Module, ignored: list[nn.Module]) -> float:
-    """The largest layerwise amount that leaves every pruned conv one channel (torch-pruning
-    skips a group that an amount would empty, so higher amounts prune *less*)."""
-    n = _narrowest(model, ignored)
-    most = (n - 1) / n
-    return most if int(n * (1 - most)) >= 1 else most - 1e-9  # torch-pruning keeps int(n(1-a))
+def kept_channels(channels: int, amount: float) -> int:
+    """The channels a layer of `channels` keeps at a layerwise `amount`, as torch-pruning counts
+    them; it skips a group that an amount would empty, so higher amounts would prune *less*."""
+    return int(channels * (1 - amount))
+
+
+def _most_of(channels: int) -> float:
+    """The largest layerwise amount that leaves a layer of `channels` one channel."""
+    most = (channels - 1) / channels
+    return most if kept_channels(channels, most) >= 1 else most - 1e-9
 
 
 def most_amount(model: nn.Module, layers: str = "all", spare: Iterable[str] = ()) -> float:
     modules = dict(model.named_modules())
-    return _most(model, _ignored(model, layers) + [modules[name] for name in spare])
+    ignored = _ignored(model, layers) + [modules[name] for name in spare]
+    return _most_of(_narrowest(model, ignored))
 
 
 TARGET_COUNTS = {"params": count_params, "ops": count_ops}

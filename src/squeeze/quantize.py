@@ -134,9 +134,11 @@ def save_quantized(path, qmodel: nn.Module, spec: models.ResNetSpec, quant: str,
                            "preprocess": preprocess})
 
 
-def load_quantized(path) -> tuple[nn.Module, dict]:
-    """Rebuild a model saved by save_quantized, ready for CPU inference."""
-    payload = checkpoint.load(path)
+def load_quantized(path, payload: dict | None = None) -> tuple[nn.Module, dict]:
+    """Rebuild a model saved by save_quantized, ready for CPU inference. `payload`: the file
+    already loaded (`checkpoint.load`), so it is not read twice."""
+    if payload is None:
+        payload = checkpoint.load(path)
     quant = payload.get("quant")
     if payload.get("kind") != f"quantized-{quant}" or quant not in ("fp32", "fp16", "int8"):
         raise checkpoint.CheckpointError(f"{path}: not a quantized squeeze model")

@@ -25,6 +25,7 @@ from .config import ConfigError, grid as validated_grid, section
 from .fsutil import read_json, write_json, write_text
 from .history import HISTORY_COLUMNS, read_history
 from .names import file_stem, model_name
+from .sensitivity_table import FILE as SENSITIVITY_FILE, read as read_sensitivity
 
 BUDGETS = (2.0, 1.0, 0.5, 0.25)  # score budgets of the summary (the study's baseline is ~4)
 BASELINE = (0, 0, "fp32")  # (structured, unstructured, quant) of the unpruned float model
@@ -137,17 +138,6 @@ def load(grid: Grid, metrics_dir: Path, test_images: int | None = None) -> Repor
                                     for point in grid.points()]),
                   curves=[row for run, path in logs for row in read_log(path, run)],
                   sensitivity=read_sensitivity(sensitivity))
-
-
-SENSITIVITY_FILE = "sensitivity.csv"
-
-
-def read_sensitivity(path: Path) -> list[dict]:
-    """The sensitivity stage's CSV (sensitivity.COLUMNS), numbers as numbers."""
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    return [{**r, "channels": int(r["channels"]),
-             **{k: float(r[k]) for k in ("amount", "accuracy", "drop")}} for r in rows]
 
 
 def joined(grid: Grid, metrics_dir: Path, s, u, q, test_images: int | None = None) -> dict:

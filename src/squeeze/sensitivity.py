@@ -9,8 +9,6 @@ choose which layers a pruning stage spares, and the test set must not take part 
 from __future__ import annotations
 
 import copy
-import csv
-from pathlib import Path
 from typing import Mapping, Sequence
 
 from torch import nn
@@ -18,9 +16,8 @@ from torch import nn
 from . import prune
 from .batches import DeviceData
 from .evaluation import BATCH_SIZE, accuracy_on
-from .fsutil import write_text
+from .sensitivity_table import COLUMNS, read, write  # noqa: F401 (the stage's file, re-exported)
 
-COLUMNS = ("group", "convs", "channels", "amount", "accuracy", "drop")
 SEED = 0  # which training images measure the accuracies
 
 
@@ -41,7 +38,7 @@ def analyse(model: nn.Module, data: DeviceData, amounts: Sequence[float], criter
     for name, convs in prune.filter_groups(model).items():
         channels = modules[name].out_channels
         for amount in amounts:
-            if int(channels * (1 - amount)) < 1:  # would empty the group: not measurable
+            if prune.kept_channels(channels, amount) < 1:  # would empty it: not measurable
                 continue
             trial = copy.deepcopy(model)
             prune.prune_filters(trial, amount, criterion=criterion, only=name)
@@ -51,22 +48,6 @@ def analyse(model: nn.Module, data: DeviceData, amounts: Sequence[float], criter
         progress(f"sensitivity: {name} ({channels} channels): "
                  + ", ".join(f"{r['amount']:g} -> {r['accuracy']:.4f}"
                              for r in rows if r["group"] == name))
-    return rows
-
-
-def write(rows: Sequence[Mapping], path: Path) -> None:
-    lines = [",".join(COLUMNS)]
-    lines += [",".join(str(r[c]) for c in COLUMNS) for r in rows]
-    write_text(path, "\n".join(lines) + "\n")
-
-
-def read(path: Path) -> list[dict]:
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    for r in rows:
-        r["channels"] = int(r["channels"])
-        for key in ("amount", "accuracy", "drop"):
-            r[key] = float(r[key])
     return rows
 
 
