@@ -1,7 +1,8 @@
 """`python -m squeeze inspect CHECKPOINT | --resnet18 [--width W]`: counts and scores as JSON.
 `python -m squeeze profile NAME [--data ARCHIVE] [--print] [-- DVC EXP RUN ARGS]`: run a profile.
 `python -m squeeze recommend --budget B [--score score|score_seed] [--report CSV]`: the best model.
-`python -m squeeze export CHECKPOINT --format onnx|torchscript --out FILE [--images N]`: export."""
+`python -m squeeze export CHECKPOINT --format onnx|torchscript --out FILE [--images N]`: export.
+`python -m squeeze shard plan|run|slurm|k8s --workers N ...`: the grid over several workers."""
 from __future__ import annotations
 
 import argparse
@@ -36,6 +37,57 @@ def workspace_params_warning(path: str = "params.yaml") -> str | None:
     return None
 
 
+def _whole(name: str, text: str | None) -> int:
+    from .shard import ShardError
+
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        raise ShardError(f"--{name} {text!r} is not a whole number") from None
+
+
+def shard(args) -> int:
+    import subprocess
+
+    from . import launch
+    from .shard import ShardError, log_json, repo_plan, run_wave
+
+    workers = _whole("workers", args.workers)
+    if workers < 1:
+        raise ShardError(f"--workers {workers} is not a positive whole number")
+    plan = repo_plan(".", workers)
+    if args.action == "plan":
+        print(json.dumps(plan, indent=2))
+        return 0
+    if args.action == "run":
+        log = run_wave(".", workers, _whole("worker", args.worker), _whole("wave", args.wave),
+                       say=lambda line: print(line, file=sys.stderr, flush=True))
+        print(log_json(log))
+        return 0
+
+    def git(*cmd: str) -> str:
+        proc = subprocess.run(["git", *cmd], capture_output=True, text=True)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
+    repo = args.repo or git("remote", "get-url", "origin")
+    if not repo:
+        raise ShardError("no --repo given and this clone has no `origin` remote; pass the URL "
+                         "every node can clone")
+    job = launch.Job(repo=repo, commit=args.commit or git("rev-parse", "HEAD"), workers=workers,
+                     setup=args.setup, workdir=args.workdir)
+    if args.action == "slurm":
+        print(launch.slurm(job, plan, partition=args.partition, time_limit=args.time), end="")
+        return 0
+    if not args.image:
+        raise ShardError("k8s needs --image: a container image with python, git and this "
+                         "project's requirements")
+    only = None if args.wave is None else _whole("wave", args.wave)
+    if only is not None and not 0 <= only < len(plan["waves"]):
+        raise ShardError(f"--wave {only} does not exist; allowed: 0..{len(plan['waves']) - 1}")
+    print(launch.k8s(job, plan, args.image, secret=args.secret, only=only), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m squeeze")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -57,6 +109,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="the file to write")
     p.add_argument("--images", type=int, default=256, help="test images of the check (256)")
     p.add_argument("--data", default="data/prepared/dataset.npz", help="the prepared data file")
+    p = sub.add_parser("shard", help="the grid in waves over N workers (plan, run, launchers)")
+    p.add_argument("action", choices=("plan", "run", "slurm", "k8s"))
+    p.add_argument("--workers", required=True, help="how many workers share each wave")
+    p.add_argument("--worker", help="run: this worker's number, 0..N-1")
+    p.add_argument("--wave", help="run: the wave, 0..4; k8s: only this wave's Job")
+    p.add_argument("--repo", help="slurm/k8s: what each task clones (default: origin's URL)")
+    p.add_argument("--commit", help="slurm/k8s: the revision each task runs (default: HEAD)")
+    p.add_argument("--setup", default="", help="slurm/k8s: shell each task runs first "
+                   "(activate an environment, export remote credentials)")
+    p.add_argument("--workdir", default="$HOME/squeeze-work", help="slurm/k8s: where tasks clone")
+    p.add_argument("--partition", default="", help="slurm: the partition")
+    p.add_argument("--time", default="24:00:00", help="slurm: each task's time limit")
+    p.add_argument("--image", help="k8s: the container image (python, git, this project's "
+                   "requirements)")
+    p.add_argument("--secret", default="", help="k8s: a Secret whose keys become env vars "
+                   "(remote credentials)")
     argv = list(sys.argv[1:] if argv is None else argv)
     dvc_args = argv[argv.index("--") + 1:] if "--" in argv else []
     args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
@@ -71,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise RecommendError(f"budget {args.budget!r} is not a number") from None
             print(json.dumps(recommend(read_report(args.report), budget, args.score), indent=2))
             return 0
+        if args.command == "shard":
+            return shard(args)
         if args.command == "export":
             from .export import export
             print(json.dumps(export(args.checkpoint, args.format, args.out, args.data,
