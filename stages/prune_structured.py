@@ -4,7 +4,7 @@ from squeeze.config import FinetuneConfig, StructuredConfig, amount_arg, section
 
 PARAMS = ("prune.structured.scope", "prune.structured.criterion", "prune.structured.layers",
           "prune.structured.rounds", "prune.structured.target", "prune.structured.spare_drop",
-          "prune.structured.round_to",
+          "prune.structured.round_to", "prune.structured.max_layer_amount",
           "finetune.structured")
 
 

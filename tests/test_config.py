@@ -80,8 +80,9 @@ def test_study_defaults_parse():
     # the grid (amounts) is not part of how a stage prunes: a stage's output must not depend on it
     assert StructuredConfig.from_params(
         {"amounts": [0, 0.1, 0.3, 0.5, 0.7], "scope": "layerwise", "criterion": "l1",
-         "layers": "all", "rounds": 1, "target": "channels", "spare_drop": 0, "round_to": 1}
-    ) == StructuredConfig("layerwise", "l1", "all", 1, "channels", 0.0, 1)
+         "layers": "all", "rounds": 1, "target": "channels", "spare_drop": 0, "round_to": 1,
+         "max_layer_amount": 0.9}
+    ) == StructuredConfig("layerwise", "l1", "all", 1, "channels", 0.0, 1, 0.9)
     assert Int8Config.from_params({"calibration_batches": 8, "calibration_batch_size": 128,
                                    "activation_observer": "histogram", "engine": "x86"}) == \
         Int8Config(8, 128, "histogram", "x86")
@@ -261,12 +262,13 @@ def test_quant_arg():
     ("evaluate.latency_repeats", 0, ["evaluate.latency_repeats", ">= 1"]),
     ("evaluate.batch_size", 500, ["unknown key evaluate.batch_size"]),
     ("extra", {"a": 1}, ["unknown key params.extra", "allowed keys"]),
+    ("prune.structured.max_layer_amount", 1, ["prune.structured.max_layer_amount", "(0, 1)"]),
     ("prune.structured.scope", "global", []),
 ])
 def test_validate_names_any_bad_value(params, key, value, fragments):
-    if key == "prune.structured.scope":  # global scope caps the grid's amounts at 0.8
-        with_value(params, "prune.structured.amounts", [0, 0.5, 0.9])
-        fragments = ["prune.structured.amounts", "0.9", "<= 0.8", "scope: global"]
+    if key == "prune.structured.scope":  # global scope caps the grid's amounts at the cap
+        with_value(params, "prune.structured.amounts", [0, 0.5, 0.95])
+        fragments = ["prune.structured.amounts", "0.95", "max_layer_amount (0.9)", "scope: global"]
     with_value(params, key, value)
     assert_config_error(lambda: config.validate(params), *fragments)
 

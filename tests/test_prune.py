@@ -215,13 +215,46 @@ def test_global_scope_prunes_more_at_larger_amounts():
     assert 1 - sum(specs[0.8]) / full >= 0.7
 
 
-def test_global_scope_refuses_amounts_it_cannot_honour():
-    # torch-pruning skips whole layers under a global ranking above ~0.85 (0.99 removed ~12%)
-    with pytest.raises(ValueError, match="0.9"):
-        prune.prune_filters(fresh_model(8), 0.9, scope="global")
-    with pytest.raises(ConfigError, match="prune.structured.amounts contains 0.9"):
-        StructuredConfig("global", "l1").check_amount(0.9)
-    assert StructuredConfig("layerwise", "l1").check_amount(0.9) == 0.9
+def test_global_scope_refuses_amounts_above_its_per_layer_cap():
+    with pytest.raises(ValueError, match="0.9 is above max_layer_amount 0.8"):
+        prune.prune_filters(fresh_model(8), 0.9, scope="global", max_layer_amount=0.8)
+    with pytest.raises(ConfigError, match="contains 0.9.*max_layer_amount \\(0.8\\)"):
+        StructuredConfig("global", "l1", max_layer_amount=0.8).check_amount(0.9)
+    assert StructuredConfig("layerwise", "l1", max_layer_amount=0.8).check_amount(0.9) == 0.9
+    # at the cap itself whole channels fall short of the amount: an error naming the most
+    with pytest.raises(ValueError, match="at most 0.88"):
+        prune.prune_filters(fresh_model(8), 0.9, scope="global", max_layer_amount=0.9)
+
+
+def group_widths(model) -> list[int]:
+    spec = models.spec_of(model)
+    return list(spec.stage_widths) + list(sum(spec.block_widths, ()))
+
+
+@pytest.mark.parametrize("amount, cap", [(0.3, 0.9), (0.5, 0.6), (0.8, 0.9), (0.6, 0.65)])
+def test_global_scope_removes_the_amount_of_all_channels_and_caps_every_layer(amount, cap):
+    full = group_widths(fresh_model(8))  # the 12 filter groups: 4 residual streams, 8 internal
+    model = fresh_model(8)
+    prune.prune_filters(model, amount, scope="global", max_layer_amount=cap)
+    kept = group_widths(model)
+    assert sum(full) - sum(kept) == int(sum(full) * amount)
+    assert all(f - k <= int(f * cap) for f, k in zip(full, kept)), (full, kept)
+    assert len({k / f for k, f in zip(kept, full)}) > 1  # non-uniform: one ranking, not per layer
+
+
+def test_uncapped_global_scope_removes_the_filters_torch_pruning_global_ranking_removes():
+    import torch_pruning as tp
+
+    ours = fresh_model(8)
+    prune.prune_filters(ours, 0.5, scope="global", max_layer_amount=0.99)
+    theirs = fresh_model(8)
+    tp.pruner.MetaPruner(theirs, batch(), importance=prune._importance("l1", "global"),
+                         pruning_ratio=0.5, global_pruning=True,
+                         ignored_layers=[theirs.linear]).step()
+    assert group_widths(ours) == group_widths(theirs)
+    survivors = {n: p for n, p in theirs.named_parameters()}
+    for name, param in ours.named_parameters():  # the same filters, not only the same counts
+        assert torch.equal(param, survivors[name]), name
 
 
 # ---- structured: which filters survive --------------------------------------------------------------
@@ -447,7 +480,8 @@ def test_run_prune_structured(tmp_path, prepared):
     assert payload["config"] == {"structured": 0.5,
                                  "prune": {"scope": "layerwise", "criterion": "l1",
                                            "layers": "all", "rounds": 1, "target": "channels",
-                                           "spare_drop": 0.0, "round_to": 1},
+                                           "spare_drop": 0.0, "round_to": 1,
+                                           "max_layer_amount": 0.9},
                                  "finetune": dataclasses.asdict(finetune_config())}
     rows = history_rows(log)
     assert [int(r["epoch"]) for r in rows] == [1]

@@ -28,7 +28,6 @@ SECTIONS = ("data", "model", "train", "prune", "finetune", "quantize", "evaluate
             "export")
 EXPORT_FORMATS = ("auto", "onnx", "torchscript")  # auto: ONNX where the model has it, else TorchScript
 EXPORT_SCORES = ("score", "score_seed")
-MAX_GLOBAL_STRUCTURED_AMOUNT = 0.8  # see prune.MAX_GLOBAL_AMOUNT
 
 
 class ConfigError(SqueezeError, ValueError):
@@ -133,6 +132,12 @@ def quant_types(key: str, value: Any) -> tuple[str, ...]:
     if len(set(value)) != len(value):
         raise ConfigError(f"params.yaml: {key} = {list(value)} repeats a type; types must be distinct")
     return tuple(value)
+
+
+def _fraction_below_one(key: str, value: Any) -> float:
+    if not _is_number(value) or not 0 < value < 1:
+        raise _bad(key, value, "a number in (0, 1)")
+    return float(value)
 
 
 def _check_keys(prefix: str, given: Mapping, allowed: set[str],
@@ -268,6 +273,7 @@ class StructuredConfig:
     target: str = "channels"  # an amount is a fraction of each layer's channels | params | ops
     spare_drop: float = 0.0  # spare groups whose sensitivity drop exceeds this; 0 = spare none
     round_to: int = 1  # channel counts left rounded down to a multiple (GPU-friendly widths)
+    max_layer_amount: float = 0.9  # scope global: the most of its channels any one group loses
 
     @classmethod
     def from_params(cls, d: Mapping) -> "StructuredConfig":
@@ -282,16 +288,18 @@ class StructuredConfig:
                    rounds=positive_int("prune.structured.rounds", d["rounds"]),
                    target=choice("prune.structured.target", d["target"], PRUNE_TARGETS),
                    spare_drop=spare_drop,
-                   round_to=positive_int("prune.structured.round_to", d["round_to"]))
+                   round_to=positive_int("prune.structured.round_to", d["round_to"]),
+                   max_layer_amount=_fraction_below_one("prune.structured.max_layer_amount",
+                                                        d["max_layer_amount"]))
 
     def check_amount(self, amount: float) -> float:
         """One structured amount, checked against this method (global scope caps it)."""
         amount = single_amount("prune.structured.amounts", amount)
-        if self.scope == "global" and amount > MAX_GLOBAL_STRUCTURED_AMOUNT:
+        if self.scope == "global" and amount > self.max_layer_amount:
             raise ConfigError(
                 f"params.yaml: prune.structured.amounts contains {amount:g}; with scope: global "
-                f"each amount must be <= {MAX_GLOBAL_STRUCTURED_AMOUNT} (a global ranking cannot "
-                "cap single layers, so higher amounts skip whole layers); use scope: layerwise")
+                f"each amount must be <= prune.structured.max_layer_amount "
+                f"({self.max_layer_amount:g}), the most any one layer may lose")
         return amount
 
 

@@ -43,6 +43,7 @@ def task_script(job: Job, wave: int, index: str) -> str:
              f"git checkout --quiet {shlex.quote(job.commit)}"]
     if job.setup:
         lines.append(job.setup)
+    lines.append('export PYTHONPATH="$dir/src${PYTHONPATH:+:$PYTHONPATH}"  # this clone\'s code')
     lines.append(f"python -m squeeze shard run --workers {job.workers} --worker {index} "
                  f"--wave {wave}")
     return "\n".join(lines)

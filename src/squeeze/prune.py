@@ -21,16 +21,16 @@ import torch
 from torch import nn
 
 from . import models
-from .config import MAX_GLOBAL_STRUCTURED_AMOUNT
 from .measure import count_ops, count_params, prunable_weights, sparsity  # noqa: F401 (re-exported)
 
 
 # ---- structured -------------------------------------------------------------------------------
 
-# torch-pruning 1.6 does not cap a single layer under a global ranking: a layer whose channels
-# all fall below the threshold is skipped whole, so amounts near 0.9 prune *less* than 0.8.
-MAX_GLOBAL_AMOUNT = MAX_GLOBAL_STRUCTURED_AMOUNT
-
+# torch-pruning 1.6 does not cap a single layer under a global ranking (its max_pruning_ratio is
+# not applied to one-shot global pruning): a layer whose channels all fall below the threshold
+# is skipped whole, so amounts near 0.9 prune *less* than 0.8. Global scope here therefore ranks
+# the filters itself, caps each group at `max_layer_amount`, and hands torch-pruning one ratio
+# per group (`_global_ratios`).
 def _filter_norm_importance(normalize: bool, p: int = 1):
     import torch_pruning as tp
 
@@ -117,7 +117,7 @@ def filter_groups(model: models.ResNet18) -> dict[str, list[str]]:
 def prune_filters(model: models.ResNet18, amount: float, scope: str = "layerwise",
                   criterion: str = "l1", seed: int = 0, layers: str = "all",
                   spare: Iterable[str] = (), only: str | None = None,
-                  round_to: int = 1) -> models.ResNet18:
+                  round_to: int = 1, max_layer_amount: float = 0.9) -> models.ResNet18:
     """Remove `amount` of the filters of every prunable conv (`layers`: all, or block-internal),
     in place; returns the model with its spec updated to the new widths.
 
@@ -125,14 +125,17 @@ def prune_filters(model: models.ResNet18, amount: float, scope: str = "layerwise
     only: the name of one group, the only one pruned (a sensitivity measurement).
     round_to: channel counts left are rounded down to a multiple of this (tensor-core friendly
       widths on a GPU); 1 = the amount exactly, as the study prunes.
+    max_layer_amount: with scope global, the most of its channels any one group loses; the
+      filters the cap keeps go to the next-lowest ones elsewhere, so `amount` of all prunable
+      channels is still removed.
     """
     import torch_pruning as tp
 
     if not 0 <= amount < 1:
         raise ValueError(f"structured amount {amount} is not in [0, 1)")
-    if scope == "global" and amount > MAX_GLOBAL_AMOUNT:
-        raise ValueError(f"structured amount {amount} is above {MAX_GLOBAL_AMOUNT}, the most "
-                         "a global ranking can prune without skipping whole layers")
+    if scope == "global" and amount > max_layer_amount:
+        raise ValueError(f"structured amount {amount} is above max_layer_amount "
+                         f"{max_layer_amount}, the most any one layer may lose")
     if amount == 0:
         return model
     model.eval()
@@ -157,14 +160,56 @@ def prune_filters(model: models.ResNet18, amount: float, scope: str = "layerwise
                              "amount")
     torch.manual_seed(seed)  # only the random criterion draws numbers
     device = next(model.parameters()).device
+    example = torch.zeros(1, 3, 32, 32, device=device)
+    ratios = (_global_ratios(model, example, importance, ignored, amount, max_layer_amount)
+              if scope == "global" else None)
     pruner = tp.pruner.MetaPruner(
-        model, torch.zeros(1, 3, 32, 32, device=device), importance=importance,
-        pruning_ratio=amount, global_pruning=(scope == "global"), ignored_layers=ignored,
+        model, example, importance=importance, pruning_ratio=0.0 if ratios else amount,
+        pruning_ratio_dict=ratios, global_pruning=False, ignored_layers=ignored,
         round_to=round_to if round_to > 1 else None,
     )
     pruner.step()
     model.spec = models.spec_of(model)
     return model
+
+
+def _global_ratios(model: nn.Module, example: torch.Tensor, importance, ignored: list[nn.Module],
+                   amount: float, cap: float) -> dict[nn.Module, float]:
+    """One ranking of every prunable filter (the importance normalised per group): the lowest
+    `amount` of all of them go, but no group loses more than `cap` of its channels (nor its last
+    one). Returns, for every conv of each group, the ratio that makes torch-pruning's layerwise
+    step remove exactly that group's count (its lowest-ranked filters, the same ones)."""
+    import torch_pruning as tp
+
+    graph = tp.DependencyGraph().build_dependency(model, example)
+    groups = list(graph.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d]))
+    scores = [importance(group) for group in groups]
+    sizes = [len(score) for score in scores]
+    caps = [min(int(size * cap), size - 1) for size in sizes]
+    goal = int(sum(sizes) * amount)
+    ranked = sorted((float(value), g, c) for g, score in enumerate(scores)
+                    for c, value in enumerate(score))
+    removed = [0] * len(groups)
+    taken = 0
+    for _, g, _ in ranked:
+        if taken == goal:
+            break
+        if removed[g] < caps[g]:
+            removed[g] += 1
+            taken += 1
+    if taken < goal:
+        raise ValueError(f"structured amount {amount:g} with max_layer_amount {cap:g} is not "
+                         f"reachable at this width: the cap lets at most "
+                         f"{sum(caps) / sum(sizes):.4f} of the channels go; lower the amount")
+    ratios = {}
+    for group, size, k in zip(groups, sizes, removed):
+        # layerwise, torch-pruning removes size - int(size * (1 - ratio)): exactly k here
+        ratio = (k - 0.5) / size if k else 0.0
+        for dep, _ in group:
+            if graph.is_out_channel_pruning_fn(dep.handler) and isinstance(dep.target.module,
+                                                                           nn.Conv2d):
+                ratios[dep.target.module] = ratio
+    return ratios
 
 
 def _narrowest(model: nn.Module, ignored: list[nn.Module]) -> int:

@@ -183,7 +183,14 @@ class WaveLog:
 
 
 def _dvc(args: list[str], cwd: Path) -> str:
-    proc = subprocess.run(["dvc", *args], cwd=cwd, text=True, capture_output=True)
+    """A dvc command whose stages import this clone's `squeeze` (the code its deps hash), not
+    whichever one the environment has installed."""
+    import os
+
+    src = str(Path(cwd).resolve() / "src")
+    path = os.environ.get("PYTHONPATH")
+    env = {**os.environ, "PYTHONPATH": src + (os.pathsep + path if path else "")}
+    proc = subprocess.run(["dvc", *args], cwd=cwd, text=True, capture_output=True, env=env)
     if proc.returncode != 0:
         tail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-3:])
         raise ShardError(f"`dvc {' '.join(args)}` failed ({proc.returncode}): {tail}")

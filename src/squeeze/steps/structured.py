@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import prune, sensitivity
-from ..config import MAX_GLOBAL_STRUCTURED_AMOUNT, ConfigError, FinetuneConfig, StructuredConfig
+from ..config import ConfigError, FinetuneConfig, StructuredConfig
 from ..names import model_name
 from .finetune import prune_then_finetune
 
@@ -28,7 +28,8 @@ def run(amount: float, prune_cfg: StructuredConfig, finetune_cfg: FinetuneConfig
     amount = prune_cfg.check_amount(amount)
     spared = spared_groups(prune_cfg, amount, sensitivity_path)
     options = dict(scope=prune_cfg.scope, criterion=prune_cfg.criterion, seed=finetune_cfg.seed,
-                   layers=prune_cfg.layers, spare=spared, round_to=prune_cfg.round_to)
+                   layers=prune_cfg.layers, spare=spared, round_to=prune_cfg.round_to,
+                   max_layer_amount=prune_cfg.max_layer_amount)
     details = {"target": prune_cfg.target, "spared": spared, "channel_ratios": []}
     full: dict = {}
 
@@ -41,7 +42,7 @@ def run(amount: float, prune_cfg: StructuredConfig, finetune_cfg: FinetuneConfig
         else:
             count = prune.TARGET_COUNTS[prune_cfg.target]
             full.setdefault("count", count(model))
-            upper = MAX_GLOBAL_STRUCTURED_AMOUNT if prune_cfg.scope == "global" else 0.99
+            upper = prune_cfg.max_layer_amount if prune_cfg.scope == "global" else 0.99
             try:
                 ratio = prune.ratio_for(model, round(full["count"] * (1 - target)),
                                         prune_cfg.target, upper=upper, **options)
