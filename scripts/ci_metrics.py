@@ -69,7 +69,8 @@ def report(base: str | None, head: str, work: Path, env: dict, timings: dict) ->
     if base:
         for what in ("params", "metrics"):
             diff = sh(["dvc", what, "diff", "ci-base", "ci-head", "--md"], work, env).stdout.strip()
-            lines += [f"### dvc {what} diff", "", diff or f"No {what} changed.", ""]
+            rows = diff.splitlines()[2:]  # under the table's header and rule
+            lines += [f"### dvc {what} diff", "", diff if rows else f"No {what} changed.", ""]
     else:
         shown = sh(["dvc", "metrics", "show", "--md"], work, env).stdout.strip()
         lines += ["### dvc metrics show (no base to diff against)", "", shown, ""]
