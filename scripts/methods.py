@@ -43,6 +43,10 @@ METHODS = {  # name -> overrides on top of the profile; in the order `run` takes
     # when pruned alone at the stage's amount (the sensitivity stage)
     "spare": {"prune.structured.spare_drop": 0.2},
     "params_target": {"prune.structured.target": "params"},
+    # one ranking across layers (L1 normalised per group), no group losing more than 0.9
+    "global": {"prune.structured.scope": "global"},
+    "l2": {"prune.structured.criterion": "l2"},
+    "random": {"prune.structured.criterion": "random"},  # the control
     # what the levers above suggested together: Li et al.'s layers, pruned harder (0.8 / 0.9 land
     # under the study-method s0.5 / near its s0.7 score), distilled, cosine per iteration
     "internal_distill": {"prune.structured.layers": "block-internal",
