@@ -216,24 +216,25 @@ def run_wave(root: Path, workers: int, worker: int, wave: int,
         raise ShardError("no default DVC remote; add the shared one with "
                          "`dvc remote add -d NAME URL` (see README, Many machines)")
 
+    import logging
+
+    import networkx as nx
     from dvc.repo import Repo
     from dvc.stage.cache import RunCacheNotFoundError
 
-    import logging
-
+    wave_index = {n: w["wave"] for w in the_plan["waves"] for names in w["workers"] for n in names}
     logging.getLogger("dvc").setLevel(logging.WARNING)  # its "is cached" lines: ours are on say
     started = time.perf_counter()
     with Repo(str(root)) as repo, repo.lock:  # the lock every dvc command holds
         repo.stage_cache.pull(None)  # the remote's run-cache entries (not yet their outputs)
         log.fetch_seconds = round(time.perf_counter() - started, 3)
-        by_name = {s.addressing: s for s in repo.index.stages}
-        graph = repo.index.graph
-        needed: set = set()
-        for name in mine:
-            needed |= {s for s in _upstream(graph, by_name[name])}
+        graph = repo.index.graph  # edges: stage -> the stages it depends on
+        by_name = {s.addressing: s for s in graph}
+        needed = set().union(*(nx.descendants(graph, by_name[n]) for n in mine))
         needed -= {by_name[n] for n in mine}
-        wave_index = {s.name: wave_of(s) for s in dvc_stages(root)}
-        for stage in (s for s in reversed(list(_topological(graph))) if s in needed):
+        for stage in reversed(list(nx.topological_sort(graph))):  # dependencies first
+            if stage not in needed:
+                continue
             t = time.perf_counter()
             try:
                 repo.stage_cache.restore(stage, pull=True)
@@ -259,18 +260,6 @@ def run_wave(root: Path, workers: int, worker: int, wave: int,
         log.ran.append({"stage": name, "ran": ran, "seconds": seconds, "push_seconds": push})
     log.push_seconds = round(log.push_seconds, 3)
     return log
-
-
-def _upstream(graph, stage) -> set:
-    import networkx as nx
-
-    return set(nx.descendants(graph, stage))  # edges point at dependencies
-
-
-def _topological(graph):
-    import networkx as nx
-
-    return nx.topological_sort(graph)
 
 
 def log_json(log: WaveLog) -> str:
