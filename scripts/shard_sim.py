@@ -123,7 +123,8 @@ def main() -> None:
     root = Path(args.root)
     if root.exists() and any(root.iterdir()):
         sys.exit(f"error: --root {root} is not empty")
-    result = simulate(root, args.workers, args.profile, args.data, args.threads)
+    data = str(Path(args.data).resolve()) if args.data else None  # the clones live elsewhere
+    result = simulate(root, args.workers, args.profile, data, args.threads)
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:
