@@ -144,6 +144,7 @@ def budgets(rows: list[dict]) -> str:
 
 
 def draw(rows: list[dict]) -> None:
+    from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -155,12 +156,13 @@ def draw(rows: list[dict]) -> None:
         group = sorted((r for r in rows if r["method"] == name), key=lambda r: number(r["score"]))
         ax.plot([number(r["score"]) for r in group], [number(r["accuracy"]) for r in group],
                 marker=markers[i % len(markers)], label=name,
-                linewidth=2.5 if name == "study" else 1.2, color="black" if name == "study" else None)
+                linewidth=2.5 if name == "study" else 1.2,
+                color="black" if name == "study" else colormaps["tab20"](i % 20))
     log_axis(ax)
     ax.set(title="Structured pruning methods, fp32, unstructured 0 (cpu profile)",
            xlabel="score, measured (log; lower is better)", ylabel="test accuracy after fine-tune")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(ncols=2, fontsize=8)
     fig.savefig(FIGURE, dpi=100)
 
 
