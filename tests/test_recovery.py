@@ -115,5 +115,6 @@ def test_block_internal_keeps_residual_widths(inputs):
     assert model.spec.block_widths == ((4, 4), (8, 8), (16, 16), (32, 32))
     assert payload["config"]["prune"] == {"scope": "layerwise", "criterion": "l2",
                                           "layers": "block-internal", "rounds": 1,
-                                          "target": "channels", "spare_drop": 0.0, "round_to": 1}
+                                          "target": "channels", "spare_drop": 0.0, "round_to": 1,
+                                          "max_layer_amount": 0.9}
     assert result["accuracy_recalibrated"] is None

@@ -390,8 +390,10 @@ def test_dvc_yaml_declares_the_report_stage_metrics_and_plots():
     assert set(stage["params"]) == {"data", "model", "train", "finetune", "prune", "quantize",
                                     "evaluate", "sensitivity"}
     assert {"metrics", "profiles", "src/squeeze/provenance.py"} <= set(stage["deps"])
-    outs = {next(iter(o)): o[next(iter(o))] for o in stage["outs"]}
-    assert all(options == {"cache": False} for options in outs.values())
+    # plain, cached outputs: DVC keeps no run-cache entry for a stage with a `cache: false` one,
+    # and the run-cache is how another machine or a fresh clone restores the report
+    outs = stage["outs"]
+    assert all(isinstance(out, str) for out in outs), outs
     for out in outs:  # every declared output is an --out-* argument of the command
         assert f" {out}" in stage["cmd"]
     assert pipeline["metrics"] == ["reports/summary.json"]

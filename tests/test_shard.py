@@ -178,3 +178,14 @@ def test_shard_errors_are_one_line(args, fragment):
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0], proc.stderr
+
+
+def test_ci_runs_the_tests_and_the_metrics_report_and_the_workflow_posts_it():
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "python -m pytest -q" in ci and "scripts/ci_metrics.py --out ci-out/summary.md" in ci
+    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "ci.yml").read_text())
+    steps = workflow["jobs"]["ci"]["steps"]
+    runs = [step.get("run", "") for step in steps]
+    assert "bash .ci/run" in runs
+    assert any("gh pr comment" in r and "--body-file ci-out/summary.md" in r for r in runs)
+    assert workflow[True]["pull_request"] is None  # YAML reads the `on:` key as True
