@@ -403,6 +403,15 @@ TINY_PIPELINE = {
 }
 
 
+def child_env(**extra: str) -> dict:
+    """The environment of a child dvc or python process: this interpreter's bin first on PATH (its
+    dvc), no DVC analytics, no inherited PYTHONPATH, plus `extra` (e.g. SQUEEZE_DEVICE)."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1", **extra}
+    env.pop("PYTHONPATH", None)
+    return env
+
+
 def copy_sources(repo: Path, dest: Path) -> int:
     """The repository's files as they are in the working tree (tracked, and new files git does
     not ignore), less dvc.lock: no outputs, no cache."""

@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from benchlib import child_env  # noqa: E402
 DEFAULT_ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
 
@@ -38,11 +40,7 @@ def sh(cmd: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.C
 
 
 def environment() -> dict:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1"}
-    env.pop("PYTHONPATH", None)
-    env.setdefault("SQUEEZE_DEVICE", "cpu")
-    return env
+    return child_env(SQUEEZE_DEVICE=os.environ.get("SQUEEZE_DEVICE", "cpu"))
 
 
 def run_profile(work: Path, rev: str, name: str, data: str | None, env: dict) -> tuple[float, list[str]]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
-from benchlib import copy_sources  # noqa: E402
+from benchlib import child_env, copy_sources  # noqa: E402
 from squeeze import profiles  # noqa: E402
 from squeeze.config import dotted_set  # noqa: E402
 from squeeze.shard import WAVES  # noqa: E402
@@ -43,12 +42,10 @@ def run(cmd: list[str], cwd: Path, env: dict) -> str:
 
 
 def environment(threads: int | None) -> dict:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "SQUEEZE_DEVICE": "cpu", "DVC_NO_ANALYTICS": "1"}
-    env.pop("PYTHONPATH", None)
     if threads:
-        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
-    return env
+        return child_env(SQUEEZE_DEVICE="cpu", OMP_NUM_THREADS=str(threads),
+                         MKL_NUM_THREADS=str(threads))
+    return child_env(SQUEEZE_DEVICE="cpu")
 
 
 def make_origin(path: Path, profile: str, data: str | None, env: dict) -> None:

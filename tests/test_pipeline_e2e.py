@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchlib import copy_sources
+from benchlib import child_env, copy_sources
 from squeeze.config import dotted_set
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,10 +42,7 @@ def run(cmd: list[str], cwd: Path, env: dict, ok: bool = True) -> str:
 
 
 def environment() -> dict:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "SQUEEZE_DEVICE": "cpu", "DVC_NO_ANALYTICS": "1"}
-    env.pop("PYTHONPATH", None)
-    return env
+    return child_env(SQUEEZE_DEVICE="cpu")
 
 
 def fresh_clone(root: Path, env: dict) -> Path:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-       "DVC_NO_ANALYTICS": "1"}
-ENV.pop("PYTHONPATH", None)
+from benchlib import child_env
+
+ENV = child_env()
 
 STAGE = ("import sys, hashlib; data = open('data/images.bin', 'rb').read(); "
          "open('model.bin', 'wb').write(hashlib.sha256(data).digest() * 1000); "

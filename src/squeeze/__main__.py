@@ -55,14 +55,14 @@ def shard(args) -> int:
     workers = _whole("workers", args.workers)
     if workers < 1:
         raise ShardError(f"--workers {workers} is not a positive whole number")
-    plan = repo_plan(".", workers)
-    if args.action == "plan":
-        print(json.dumps(plan, indent=2))
-        return 0
-    if args.action == "run":
+    if args.action == "run":  # it builds its plan from the repository it opens
         log = run_wave(".", workers, _whole("worker", args.worker), _whole("wave", args.wave),
                        say=lambda line: print(line, file=sys.stderr, flush=True))
         print(log_json(log))
+        return 0
+    plan = repo_plan(".", workers)
+    if args.action == "plan":
+        print(json.dumps(plan, indent=2))
         return 0
 
     def git(*cmd: str) -> str:

@@ -32,9 +32,10 @@ def _check(job: Job) -> None:
                          "(a Kubernetes object name)")
 
 
-def task_script(job: Job, wave: int, index: str) -> str:
-    """The shell one task runs; `index` is the shell expression of its worker number."""
-    clone = f'"{job.workdir}/{job.name}-w{wave}-${{JOB_ID}}-{index}"'
+def task_script(job: Job, wave: int, index: str, job_id: str) -> str:
+    """The shell one task runs; `index` and `job_id` are shell expressions of its worker number
+    and of the scheduler's id for the wave (which keeps reruns' clones apart)."""
+    clone = f'"{job.workdir}/{job.name}-w{wave}-{job_id}-{index}"'
     lines = ["set -euo pipefail",
              f"dir={clone}",
              'rm -rf "$dir"',
@@ -63,8 +64,7 @@ def slurm(job: Job, plan: dict, partition: str = "", time_limit: str = "24:00:00
         indices = [str(i) for i, names in enumerate(wave["workers"]) if names]
         if not indices:
             continue
-        body = task_script(job, wave["wave"], "${SLURM_ARRAY_TASK_ID}").replace(
-            "${JOB_ID}", "${SLURM_ARRAY_JOB_ID}")
+        body = task_script(job, wave["wave"], "${SLURM_ARRAY_TASK_ID}", "${SLURM_ARRAY_JOB_ID}")
         options = [f"--job-name={job.name}-{wave['name']}", f"--array={','.join(indices)}",
                    "--ntasks=1", f"--time={time_limit}"]
         if gpus_per_task:
@@ -97,8 +97,8 @@ def k8s(job: Job, plan: dict, image: str, secret: str = "", gpus_per_task: int =
         assert all(wave["workers"][:busy]), "busy workers are not 0..k-1"
         container = {
             "name": "worker", "image": image,
-            "command": ["bash", "-c", task_script(job, wave["wave"], "${JOB_COMPLETION_INDEX}")
-                        .replace("${JOB_ID}", "${JOB_UID}")],
+            "command": ["bash", "-c", task_script(job, wave["wave"], "${JOB_COMPLETION_INDEX}",
+                                                  "${JOB_UID}")],
             "env": [{"name": "JOB_UID", "valueFrom": {"fieldRef": {
                 "fieldPath": "metadata.labels['batch.kubernetes.io/controller-uid']"}}}],
         }

@@ -31,6 +31,8 @@ from .measure import count_ops, count_params, prunable_weights, sparsity  # noqa
 # is skipped whole, so amounts near 0.9 prune *less* than 0.8. Global scope here therefore ranks
 # the filters itself, caps each group at `max_layer_amount`, and hands torch-pruning one ratio
 # per group (`_global_ratios`).
+
+
 def _filter_norm_importance(normalize: bool, p: int = 1):
     import torch_pruning as tp
 
@@ -95,6 +97,13 @@ def _ignored(model: models.ResNet18, layers: str) -> list[nn.Module]:
     return ignored
 
 
+def _out_convs(graph, group) -> list[nn.Conv2d]:
+    """The convs whose output channels a torch-pruning group removes together."""
+    return [dep.target.module for dep, _ in group
+            if graph.is_out_channel_pruning_fn(dep.handler)
+            and isinstance(dep.target.module, nn.Conv2d)]
+
+
 def filter_groups(model: models.ResNet18) -> dict[str, list[str]]:
     """The model's filter-pruning groups, as torch-pruning couples them: name (the group's first
     conv) -> the convs whose output channels are removed together (a residual add ties the stem,
@@ -106,9 +115,7 @@ def filter_groups(model: models.ResNet18) -> dict[str, list[str]]:
     order = {module: (i, name) for i, (name, module) in enumerate(model.named_modules())}
     groups = []
     for group in graph.get_all_groups(ignored_layers=[model.linear], root_module_types=[nn.Conv2d]):
-        convs = sorted({order[dep.target.module] for dep, _ in group
-                        if graph.is_out_channel_pruning_fn(dep.handler)
-                        and isinstance(dep.target.module, nn.Conv2d)})
+        convs = sorted({order[conv] for conv in _out_convs(graph, group)})
         groups.append([name for _, name in convs])
     position = {name: i for i, name in order.values()}
     return {convs[0]: convs for convs in sorted(groups, key=lambda c: position[c[0]])}
@@ -164,7 +171,7 @@ def prune_filters(model: models.ResNet18, amount: float, scope: str = "layerwise
     ratios = (_global_ratios(model, example, importance, ignored, amount, max_layer_amount)
               if scope == "global" else None)
     pruner = tp.pruner.MetaPruner(
-        model, example, importance=importance, pruning_ratio=0.0 if ratios else amount,
+        model, example, importance=importance, pruning_ratio=0.0 if scope == "global" else amount,
         pruning_ratio_dict=ratios, global_pruning=False, ignored_layers=ignored,
         round_to=round_to if round_to > 1 else None,
     )
@@ -205,10 +212,7 @@ def _global_ratios(model: nn.Module, example: torch.Tensor, importance, ignored:
     for group, size, k in zip(groups, sizes, removed):
         # layerwise, torch-pruning removes size - int(size * (1 - ratio)): exactly k here
         ratio = (k - 0.5) / size if k else 0.0
-        for dep, _ in group:
-            if graph.is_out_channel_pruning_fn(dep.handler) and isinstance(dep.target.module,
-                                                                           nn.Conv2d):
-                ratios[dep.target.module] = ratio
+        ratios.update(dict.fromkeys(_out_convs(graph, group), ratio))
     return ratios
 
 

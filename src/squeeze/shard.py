@@ -130,14 +130,15 @@ def plan(stages: Sequence[Stage], params: Mapping, workers: int) -> dict:
     costs = {s.name: round(cost(s, params), 4) for s in stages}
     waves = []
     for index, name in enumerate(WAVES):
-        chains = _chains([s for s in stages if wave[s.name] == index])
-        chains.sort(key=lambda c: -sum(costs[s.name] for s in c))
+        chains = [(sum(costs[s.name] for s in chain), chain)
+                  for chain in _chains([s for s in stages if wave[s.name] == index])]
+        chains.sort(key=lambda weighed: -weighed[0])  # stable: ties keep dependency order
         lists: list[list[str]] = [[] for _ in range(workers)]
         loads = [0.0] * workers
-        for chain in chains:
+        for load, chain in chains:
             w = loads.index(min(loads))
             lists[w] += [s.name for s in chain]
-            loads[w] += sum(costs[s.name] for s in chain)
+            loads[w] += load
         waves.append({"wave": index, "name": name, "workers": lists,
                       "cost": [round(x, 3) for x in loads]})
     return {"workers": workers,
@@ -152,22 +153,30 @@ def plan(stages: Sequence[Stage], params: Mapping, workers: int) -> dict:
 
 def dvc_stages(root: Path) -> list[Stage]:
     """`dvc stage list`'s stages in dependency order, with the stages each depends on."""
-    import networkx as nx
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
-        graph = repo.index.graph  # edges: stage -> the stages it depends on
-        order = list(reversed(list(nx.topological_sort(graph))))
-        return [Stage(s.addressing, tuple(sorted(d.addressing for d in graph.successors(s))))
-                for s in order]
+        return _stages(repo.index.graph)
 
 
-def repo_plan(root: Path, workers: int) -> dict:
+def _stages(graph) -> list[Stage]:
+    """A DVC index graph (edges: stage -> the stages it depends on) as Stages, dependencies
+    first."""
+    import networkx as nx
+
+    order = list(reversed(list(nx.topological_sort(graph))))
+    return [Stage(s.addressing, tuple(sorted(d.addressing for d in graph.successors(s))))
+            for s in order]
+
+
+def repo_plan(root: Path, workers: int, stages: Sequence[Stage] | None = None) -> dict:
+    """The plan of the repository at `root` (its params.yaml validated first); `stages` when
+    the caller has already read them from DVC's index."""
     from .config import load_params, validate
 
     params = load_params(Path(root) / "params.yaml")
     validate(params)
-    return plan(dvc_stages(root), params, workers)
+    return plan(dvc_stages(root) if stages is None else stages, params, workers)
 
 
 @dataclass
@@ -201,20 +210,11 @@ def run_wave(root: Path, workers: int, worker: int, wave: int,
              say: Callable[[str], None] = print) -> WaveLog:
     """Worker `worker` of `workers` runs its list of wave `wave` (see the module's docstring)."""
     root = Path(root)
-    the_plan = repo_plan(root, workers)
     if not 0 <= wave < len(WAVES):
         raise ShardError(f"wave {wave} does not exist; allowed: 0..{len(WAVES) - 1} "
                          f"({', '.join(WAVES)})")
     if not 0 <= worker < workers:
         raise ShardError(f"worker {worker} is not one of 0..{workers - 1}")
-    mine = the_plan["waves"][wave]["workers"][worker]
-    log = WaveLog(wave, worker, mine)
-    if not mine:
-        say(f"worker {worker}: nothing to do in wave {wave} ({WAVES[wave]})")
-        return log
-    if not _dvc(["remote", "default"], root).strip():
-        raise ShardError("no default DVC remote; add the shared one with "
-                         "`dvc remote add -d NAME URL` (see README, Many machines)")
 
     import logging
 
@@ -222,13 +222,23 @@ def run_wave(root: Path, workers: int, worker: int, wave: int,
     from dvc.repo import Repo
     from dvc.stage.cache import RunCacheNotFoundError
 
-    wave_index = {n: w["wave"] for w in the_plan["waves"] for names in w["workers"] for n in names}
     logging.getLogger("dvc").setLevel(logging.WARNING)  # its "is cached" lines: ours are on say
-    started = time.perf_counter()
     with Repo(str(root)) as repo, repo.lock:  # the lock every dvc command holds
+        graph = repo.index.graph  # edges: stage -> the stages it depends on
+        the_plan = repo_plan(root, workers, _stages(graph))
+        mine = the_plan["waves"][wave]["workers"][worker]
+        log = WaveLog(wave, worker, mine)
+        if not mine:
+            say(f"worker {worker}: nothing to do in wave {wave} ({WAVES[wave]})")
+            return log
+        if not repo.config["core"].get("remote"):
+            raise ShardError("no default DVC remote; add the shared one with "
+                             "`dvc remote add -d NAME URL` (see README, Many machines)")
+        wave_index = {n: w["wave"] for w in the_plan["waves"]
+                      for names in w["workers"] for n in names}
+        started = time.perf_counter()
         repo.stage_cache.pull(None)  # the remote's run-cache entries (not yet their outputs)
         log.fetch_seconds = round(time.perf_counter() - started, 3)
-        graph = repo.index.graph  # edges: stage -> the stages it depends on
         by_name = {s.addressing: s for s in graph}
         needed = set().union(*(nx.descendants(graph, by_name[n]) for n in mine))
         needed -= {by_name[n] for n in mine}
