@@ -53,6 +53,12 @@ METHODS = {  # name -> overrides on top of the profile; in the order `run` takes
              "prune.structured.amounts": [0, 0.5, 0.8, 0.9],
              FT + "schedule": "cosine_iter", FT + "distill_alpha": 0.7,
              FT + "distill_temperature": 4},
+    # equal fine-tune epochs, longer: does the combination's lead survive a 10-epoch budget, and
+    # how far does the budget alone go? (s0.5 and s0.7 only: the two yardsticks)
+    "study_e10": {FT + "epochs": 10, "prune.structured.amounts": [0, 0.5, 0.7]},
+    "combined_e10": {FT + "schedule": "cosine_iter", FT + "recalibrate_batches": 50,
+                     FT + "distill_alpha": 0.7, FT + "epochs": 10,
+                     "prune.structured.amounts": [0, 0.5, 0.7]},
 }
 COLUMNS = ("method", "structured", "accuracy_before_finetune", "accuracy_recalibrated",
            "accuracy", "score", "params", "finetune_epochs", "finetune_seconds",
