@@ -53,6 +53,14 @@ METHODS = {  # name -> overrides on top of the profile; in the order `run` takes
              "prune.structured.amounts": [0, 0.5, 0.8, 0.9],
              FT + "schedule": "cosine_iter", FT + "distill_alpha": 0.7,
              FT + "distill_temperature": 4},
+    # block-internal hard, residual-tied light (prune.structured.residual_scale), with the
+    # combined levers; each grid's two amounts land just under the study-method s0.5 / s0.7 scores
+    "tilt25": {"prune.structured.residual_scale": 0.25, "prune.structured.amounts": [0, 0.7, 0.9],
+               FT + "schedule": "cosine_iter", FT + "recalibrate_batches": 50,
+               FT + "distill_alpha": 0.7},
+    "tilt60": {"prune.structured.residual_scale": 0.6, "prune.structured.amounts": [0, 0.6, 0.85],
+               FT + "schedule": "cosine_iter", FT + "recalibrate_batches": 50,
+               FT + "distill_alpha": 0.7},
     # equal fine-tune epochs, longer: does the combination's lead survive a 10-epoch budget, and
     # how far does the budget alone go? (s0.5 and s0.7 only: the two yardsticks)
     "study_e10": {FT + "epochs": 10, "prune.structured.amounts": [0, 0.5, 0.7]},

@@ -5,7 +5,7 @@ from squeeze.config import FinetuneConfig, StructuredConfig, amount_arg, section
 PARAMS = ("prune.structured.scope", "prune.structured.criterion", "prune.structured.layers",
           "prune.structured.rounds", "prune.structured.target", "prune.structured.spare_drop",
           "prune.structured.round_to", "prune.structured.max_layer_amount",
-          "finetune.structured")
+          "prune.structured.residual_scale", "finetune.structured")
 
 
 def configs(args, params) -> dict:

@@ -81,8 +81,8 @@ def test_study_defaults_parse():
     assert StructuredConfig.from_params(
         {"amounts": [0, 0.1, 0.3, 0.5, 0.7], "scope": "layerwise", "criterion": "l1",
          "layers": "all", "rounds": 1, "target": "channels", "spare_drop": 0, "round_to": 1,
-         "max_layer_amount": 0.9}
-    ) == StructuredConfig("layerwise", "l1", "all", 1, "channels", 0.0, 1, 0.9)
+         "max_layer_amount": 0.9, "residual_scale": 1}
+    ) == StructuredConfig("layerwise", "l1", "all", 1, "channels", 0.0, 1, 0.9, 1.0)
     assert Int8Config.from_params({"calibration_batches": 8, "calibration_batch_size": 128,
                                    "activation_observer": "histogram", "engine": "x86"}) == \
         Int8Config(8, 128, "histogram", "x86")
@@ -263,6 +263,8 @@ def test_quant_arg():
     ("evaluate.batch_size", 500, ["unknown key evaluate.batch_size"]),
     ("extra", {"a": 1}, ["unknown key params.extra", "allowed keys"]),
     ("prune.structured.max_layer_amount", 1, ["prune.structured.max_layer_amount", "(0, 1)"]),
+    ("prune.structured.residual_scale", 2, ["prune.structured.residual_scale", "2", "[0, 1]"]),
+    ("prune.structured.residual_scale", "half", ["prune.structured.residual_scale", "'half'"]),
     ("prune.structured.scope", "global", []),
 ])
 def test_validate_names_any_bad_value(params, key, value, fragments):
@@ -271,6 +273,17 @@ def test_validate_names_any_bad_value(params, key, value, fragments):
         fragments = ["prune.structured.amounts", "0.95", "max_layer_amount (0.9)", "scope: global"]
     with_value(params, key, value)
     assert_config_error(lambda: config.validate(params), *fragments)
+
+
+def test_residual_scale_needs_layerwise_scope_and_all_layers(params):
+    with_value(params, "prune.structured.residual_scale", 0.5)
+    config.validate(params)  # the study's scope and layers take it
+    with_value(params, "prune.structured.layers", "block-internal")
+    assert_config_error(lambda: config.validate(params), "prune.structured.residual_scale = 0.5",
+                        "layers: block-internal", "scope: layerwise and layers: all")
+    with_value(params, "prune.structured.layers", "all")
+    with_value(params, "prune.structured.scope", "global")
+    assert_config_error(lambda: config.validate(params), "residual_scale = 0.5", "scope: global")
 
 
 def test_validate_names_a_missing_section(params):

@@ -326,6 +326,35 @@ def test_l2_ranks_filters_by_their_l2_norm():
     assert largest == {"l1": 0.1, "l2": 1.0}
 
 
+def test_residual_scale_prunes_residual_tied_channels_less():
+    """Width 16 at amount 0.5: each block's first conv keeps half its filters; the residual-tied
+    channels (stem, second convs, shortcuts) lose 0.5 * scale. Scale 1 is the study's uniform
+    pruning, scale 0 the same model as block-internal, filter for filter."""
+    widths = {}
+    for scale in (1.0, 0.5, 0.25, 0.0):
+        spec = prune.prune_filters(fresh_model(16), 0.5, residual_scale=scale).spec
+        widths[scale] = (spec.stage_widths, spec.block_widths[0][0], spec.block_widths[3][1])
+    assert widths == {1.0: ((8, 16, 32, 64), 8, 64), 0.5: ((12, 24, 48, 96), 8, 64),
+                      0.25: ((14, 28, 56, 112), 8, 64), 0.0: ((16, 32, 64, 128), 8, 64)}
+    kept = prune.prune_filters(fresh_model(16), 0.5, residual_scale=0.0)
+    internal = prune.prune_filters(fresh_model(16), 0.5, layers="block-internal")
+    assert_same_state(kept.state_dict(), internal.state_dict())
+    # fewer ops than block-internal, more than uniform
+    ops = [measure.count_ops(prune.prune_filters(fresh_model(16), 0.5, residual_scale=s))
+           for s in (0.0, 0.5, 1.0)]
+    assert ops[0] > ops[1] > ops[2]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"residual_scale": 1.5}, r"residual_scale 1.5 is not in \[0, 1\]"),
+    ({"residual_scale": 0.5, "scope": "global"}, "needs scope layerwise and layers all"),
+    ({"residual_scale": 0.5, "layers": "block-internal"}, "needs scope layerwise and layers all"),
+])
+def test_residual_scale_refuses_what_it_cannot_mean(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        prune.prune_filters(fresh_model(8), 0.5, **kwargs)
+
+
 # ---- structured: amount bounds --------------------------------------------------------------------
 
 def test_amount_zero_returns_the_model_unchanged():
@@ -481,7 +510,7 @@ def test_run_prune_structured(tmp_path, prepared):
                                  "prune": {"scope": "layerwise", "criterion": "l1",
                                            "layers": "all", "rounds": 1, "target": "channels",
                                            "spare_drop": 0.0, "round_to": 1,
-                                           "max_layer_amount": 0.9},
+                                           "max_layer_amount": 0.9, "residual_scale": 1.0},
                                  "finetune": dataclasses.asdict(finetune_config())}
     rows = history_rows(log)
     assert [int(r["epoch"]) for r in rows] == [1]

@@ -116,5 +116,5 @@ def test_block_internal_keeps_residual_widths(inputs):
     assert payload["config"]["prune"] == {"scope": "layerwise", "criterion": "l2",
                                           "layers": "block-internal", "rounds": 1,
                                           "target": "channels", "spare_drop": 0.0, "round_to": 1,
-                                          "max_layer_amount": 0.9}
+                                          "max_layer_amount": 0.9, "residual_scale": 1.0}
     assert result["accuracy_recalibrated"] is None

@@ -274,6 +274,7 @@ class StructuredConfig:
     spare_drop: float = 0.0  # spare groups whose sensitivity drop exceeds this; 0 = spare none
     round_to: int = 1  # channel counts left rounded down to a multiple (GPU-friendly widths)
     max_layer_amount: float = 0.9  # scope global: the most of its channels any one group loses
+    residual_scale: float = 1.0  # residual-tied groups lose amount * this (layerwise, layers all)
 
     @classmethod
     def from_params(cls, d: Mapping) -> "StructuredConfig":
@@ -282,15 +283,27 @@ class StructuredConfig:
         if spare_drop >= 1:
             raise _bad("prune.structured.spare_drop", d["spare_drop"],
                        "a number in [0, 1): an accuracy drop (fraction); 0 = spare no layer")
-        return cls(scope=choice("prune.structured.scope", d["scope"], PRUNE_SCOPES),
+        scale = d["residual_scale"]
+        if not _is_number(scale) or not 0 <= scale <= 1:
+            raise _bad("prune.structured.residual_scale", scale,
+                       "a number in [0, 1]: the share of the amount the residual-tied layers "
+                       "lose; 1 = the same as every layer (the study)")
+        scope = choice("prune.structured.scope", d["scope"], PRUNE_SCOPES)
+        layers = choice("prune.structured.layers", d["layers"], PRUNE_LAYERS)
+        if scale != 1 and (scope != "layerwise" or layers != "all"):
+            raise _bad("prune.structured.residual_scale", scale,
+                       f"1 with scope: {scope} and layers: {layers} (a residual scale needs "
+                       "scope: layerwise and layers: all)")
+        return cls(scope=scope,
                    criterion=choice("prune.structured.criterion", d["criterion"], PRUNE_CRITERIA),
-                   layers=choice("prune.structured.layers", d["layers"], PRUNE_LAYERS),
+                   layers=layers,
                    rounds=positive_int("prune.structured.rounds", d["rounds"]),
                    target=choice("prune.structured.target", d["target"], PRUNE_TARGETS),
                    spare_drop=spare_drop,
                    round_to=positive_int("prune.structured.round_to", d["round_to"]),
                    max_layer_amount=_fraction_below_one("prune.structured.max_layer_amount",
-                                                        d["max_layer_amount"]))
+                                                        d["max_layer_amount"]),
+                   residual_scale=float(scale))
 
     def check_amount(self, amount: float) -> float:
         """One structured amount, checked against this method (global scope caps it)."""

@@ -80,21 +80,26 @@ def _importance(criterion: str, scope: str):
     raise ValueError(f"unknown criterion {criterion!r}; allowed: l1, l2, group_norm, random")
 
 
-def _ignored(model: models.ResNet18, layers: str) -> list[nn.Module]:
-    """Layers whose outputs are never pruned: the classifier; with `block-internal` also every
-    conv that feeds a residual add (stem, each block's second conv, shortcuts), so only the first
-    conv of each block loses filters, Li et al.'s recipe for ResNets."""
-    ignored = [model.linear]
-    if layers == "all":
-        return ignored
-    if layers != "block-internal":
-        raise ValueError(f"unknown layers {layers!r}; allowed: all, block-internal")
-    ignored.append(model.conv1)
+def _residual_tied(model: models.ResNet18) -> list[nn.Conv2d]:
+    """Every conv that feeds a residual add: the stem, each block's second conv, the shortcuts
+    (their output channels are tied across a stage)."""
+    convs = [model.conv1]
     for stage in (model.layer1, model.layer2, model.layer3, model.layer4):
         for block in stage:
-            ignored.append(block.conv2)
-            ignored += [m for m in block.shortcut if isinstance(m, nn.Conv2d)]
-    return ignored
+            convs.append(block.conv2)
+            convs += [m for m in block.shortcut if isinstance(m, nn.Conv2d)]
+    return convs
+
+
+def _ignored(model: models.ResNet18, layers: str) -> list[nn.Module]:
+    """Layers whose outputs are never pruned: the classifier; with `block-internal` also every
+    conv that feeds a residual add, so only the first conv of each block loses filters, Li et
+    al.'s recipe for ResNets."""
+    if layers == "all":
+        return [model.linear]
+    if layers != "block-internal":
+        raise ValueError(f"unknown layers {layers!r}; allowed: all, block-internal")
+    return [model.linear, *_residual_tied(model)]
 
 
 def _out_convs(graph, group) -> list[nn.Conv2d]:
@@ -124,7 +129,8 @@ def filter_groups(model: models.ResNet18) -> dict[str, list[str]]:
 def prune_filters(model: models.ResNet18, amount: float, scope: str = "layerwise",
                   criterion: str = "l1", seed: int = 0, layers: str = "all",
                   spare: Iterable[str] = (), only: str | None = None,
-                  round_to: int = 1, max_layer_amount: float = 0.9) -> models.ResNet18:
+                  round_to: int = 1, max_layer_amount: float = 0.9,
+                  residual_scale: float = 1.0) -> models.ResNet18:
     """Remove `amount` of the filters of every prunable conv (`layers`: all, or block-internal),
     in place; returns the model with its spec updated to the new widths.
 
@@ -135,6 +141,9 @@ def prune_filters(model: models.ResNet18, amount: float, scope: str = "layerwise
     max_layer_amount: with scope global, the most of its channels any one group loses; the
       filters the cap keeps go to the next-lowest ones elsewhere, so `amount` of all prunable
       channels is still removed.
+    residual_scale: layerwise, the residual-tied groups (stem, second convs, shortcuts) lose
+      `amount * residual_scale` of their channels and each block's first conv `amount`; 1 = every
+      layer the same (the study), 0 = the residual-tied channels kept (as `block-internal`).
     """
     import torch_pruning as tp
 
@@ -143,6 +152,12 @@ def prune_filters(model: models.ResNet18, amount: float, scope: str = "layerwise
     if scope == "global" and amount > max_layer_amount:
         raise ValueError(f"structured amount {amount} is above max_layer_amount "
                          f"{max_layer_amount}, the most any one layer may lose")
+    if not 0 <= residual_scale <= 1:
+        raise ValueError(f"residual_scale {residual_scale} is not in [0, 1]")
+    if residual_scale != 1 and (scope != "layerwise" or layers != "all"):
+        raise ValueError(f"residual_scale {residual_scale:g} needs scope layerwise and layers all "
+                         f"(got {scope}, {layers}): global ranks the groups itself, "
+                         "block-internal keeps the residual-tied channels whole")
     if amount == 0:
         return model
     model.eval()
@@ -168,8 +183,14 @@ def prune_filters(model: models.ResNet18, amount: float, scope: str = "layerwise
     torch.manual_seed(seed)  # only the random criterion draws numbers
     device = next(model.parameters()).device
     example = torch.zeros(1, 3, 32, 32, device=device)
-    ratios = (_global_ratios(model, example, importance, ignored, amount, max_layer_amount)
-              if scope == "global" else None)
+    ratios = None
+    if scope == "global":
+        ratios = _global_ratios(model, example, importance, ignored, amount, max_layer_amount)
+    elif residual_scale == 0:
+        ignored += _residual_tied(model)
+    elif residual_scale != 1:
+        ratios = {conv: amount * residual_scale for conv in _residual_tied(model)
+                  if conv not in ignored}
     pruner = tp.pruner.MetaPruner(
         model, example, importance=importance, pruning_ratio=0.0 if scope == "global" else amount,
         pruning_ratio_dict=ratios, global_pruning=False, ignored_layers=ignored,

@@ -29,7 +29,8 @@ def run(amount: float, prune_cfg: StructuredConfig, finetune_cfg: FinetuneConfig
     spared = spared_groups(prune_cfg, amount, sensitivity_path)
     options = dict(scope=prune_cfg.scope, criterion=prune_cfg.criterion, seed=finetune_cfg.seed,
                    layers=prune_cfg.layers, spare=spared, round_to=prune_cfg.round_to,
-                   max_layer_amount=prune_cfg.max_layer_amount)
+                   max_layer_amount=prune_cfg.max_layer_amount,
+                   residual_scale=prune_cfg.residual_scale)
     details = {"target": prune_cfg.target, "spared": spared, "channel_ratios": []}
     full: dict = {}
 
