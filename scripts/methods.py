@@ -61,6 +61,10 @@ METHODS = {  # name -> overrides on top of the profile; in the order `run` takes
     "tilt60": {"prune.structured.residual_scale": 0.6, "prune.structured.amounts": [0, 0.6, 0.85],
                FT + "schedule": "cosine_iter", FT + "recalibrate_batches": 50,
                FT + "distill_alpha": 0.7},
+    # the baseline's own peak rate (0.05) for the fine-tune instead of 0.01 (learning-rate
+    # rewinding, Renda et al. 2020, in its simplest form), with the combined levers
+    "combined_lr05": {FT + "schedule": "cosine_iter", FT + "recalibrate_batches": 50,
+                      FT + "distill_alpha": 0.7, FT + "lr": 0.05},
     # equal fine-tune epochs, longer: does the combination's lead survive a 10-epoch budget, and
     # how far does the budget alone go? (s0.5 and s0.7 only: the two yardsticks)
     "study_e10": {FT + "epochs": 10, "prune.structured.amounts": [0, 0.5, 0.7]},
