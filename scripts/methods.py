@@ -131,7 +131,7 @@ def number(text: str) -> float | None:
 
 def markdown(rows: list[dict]) -> str:
     lines = ["| method | structured | right after pruning | recalibrated | after fine-tune | "
-             "score | s/epoch |", "|---|---|---|---|---|---|---|"]
+             "score | epochs | s/epoch |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if number(r["structured"]) == 0:
             continue
@@ -140,8 +140,15 @@ def markdown(rows: list[dict]) -> str:
                      f"{100 * number(r['accuracy_before_finetune']):.2f} | "
                      f"{'—' if recal is None else f'{100 * recal:.2f}'} | "
                      f"{100 * number(r['accuracy']):.2f} | {number(r['score']):.5f} | "
-                     f"{r['seconds_per_epoch']} |")
+                     f"{r['finetune_epochs']} | {r['seconds_per_epoch']} |")
     return "\n".join(lines)
+
+
+def epochs_of(rows: list[dict], method: str) -> str:
+    """A method's fine-tune epochs (those of its pruned models; the unpruned row has none)."""
+    found = {str(r.get("finetune_epochs", "")) for r in rows
+             if r["method"] == method and number(r["structured"]) != 0}
+    return "/".join(sorted(found - {""})) or "?"
 
 
 def budgets(rows: list[dict]) -> str:
@@ -149,15 +156,15 @@ def budgets(rows: list[dict]) -> str:
     models (issue 11's yardsticks), as a markdown table."""
     study = {number(r["structured"]): number(r["score"]) for r in rows if r["method"] == "study"}
     marks = [(f"score <= study s{s:g} ({study[s]:.4f})", study[s]) for s in (0.5, 0.7) if s in study]
-    lines = ["| method | " + " | ".join(m for m, _ in marks) + " |",
-             "|---|" + "---|" * len(marks)]
+    lines = ["| method | fine-tune epochs | " + " | ".join(m for m, _ in marks) + " |",
+             "|---|---|" + "---|" * len(marks)]
     for name in dict.fromkeys(r["method"] for r in rows):
         cells = []
         for _, limit in marks:
             fits = [number(r["accuracy"]) for r in rows
                     if r["method"] == name and number(r["score"]) <= limit]
             cells.append(f"{100 * max(fits):.2f}" if fits else "—")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | {epochs_of(rows, name)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -170,14 +177,19 @@ def draw(rows: list[dict]) -> None:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     markers = "osD^vP*X<>"
+    usual = epochs_of(rows, "study")
     for i, name in enumerate(dict.fromkeys(r["method"] for r in rows)):
         group = sorted((r for r in rows if r["method"] == name), key=lambda r: number(r["score"]))
+        epochs = epochs_of(rows, name)  # a longer fine-tune than the study's: dashed, labelled
         ax.plot([number(r["score"]) for r in group], [number(r["accuracy"]) for r in group],
-                marker=markers[i % len(markers)], label=name,
+                marker=markers[i % len(markers)],
+                label=name if epochs == usual else f"{name} ({epochs} epochs)",
+                linestyle="-" if epochs == usual else "--",
                 linewidth=2.5 if name == "study" else 1.2,
                 color="black" if name == "study" else colormaps["tab20"](i % 20))
     log_axis(ax)
-    ax.set(title="Structured pruning methods, fp32, unstructured 0 (cpu profile)",
+    ax.set(title=f"Structured pruning methods, fp32, unstructured 0 (cpu profile, {usual}-epoch "
+                 "fine-tunes unless labelled)",
            xlabel="score, measured (log; lower is better)", ylabel="test accuracy after fine-tune")
     ax.grid(alpha=0.3)
     ax.legend(ncols=2, fontsize=8)

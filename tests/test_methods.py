@@ -40,7 +40,7 @@ def test_csv_round_trip_and_markdown(tmp_path):
     rows = methods.read_rows(path)
     assert list(rows[0]) == list(methods.COLUMNS)
     table = methods.markdown(rows)
-    assert "| study | 0.5 | 10.00 | 55.00 | 75.00 | 0.06250 | 30.0 |" in table
+    assert "| study | 0.5 | 10.00 | 55.00 | 75.00 | 0.06250 | 3 | 30.0 |" in table
     assert "| study | 0 |" not in table, "the unpruned model is not a method's row"
 
 
@@ -57,7 +57,8 @@ def test_budgets_take_the_study_models_scores_as_limits():
     rows = [{"method": "study", "structured": "0.5", "score": "0.06", "accuracy": "0.79"},
             {"method": "study", "structured": "0.7", "score": "0.02", "accuracy": "0.70"},
             {"method": "better", "structured": "0.5", "score": "0.05", "accuracy": "0.81"},
-            {"method": "better", "structured": "0.3", "score": "0.12", "accuracy": "0.83"}]
+            {"method": "better", "structured": "0.3", "score": "0.12", "accuracy": "0.83",
+             "finetune_epochs": "10"}]
     table = methods.budgets(rows)
-    assert "| study | 79.00 | 70.00 |" in table
-    assert "| better | 81.00 | — |" in table
+    assert "| study | ? | 79.00 | 70.00 |" in table
+    assert "| better | 10 | 81.00 | — |" in table
