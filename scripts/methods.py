@@ -68,6 +68,10 @@ METHODS = {  # name -> overrides on top of the profile; in the order `run` takes
     # equal fine-tune epochs, longer: does the combination's lead survive a 10-epoch budget, and
     # how far does the budget alone go? (s0.5 and s0.7 only: the two yardsticks)
     "study_e10": {FT + "epochs": 10, "prune.structured.amounts": [0, 0.5, 0.7]},
+    # the study's method given the seconds combined_e10 took (distillation's teacher forward makes
+    # its epochs 1.5x / 2.2x longer at s0.5 / s0.7): is the combination worth its cost?
+    "study_e15": {FT + "epochs": 15, "prune.structured.amounts": [0, 0.5]},
+    "study_e22": {FT + "epochs": 22, "prune.structured.amounts": [0, 0.7]},
     "combined_e10": {FT + "schedule": "cosine_iter", FT + "recalibrate_batches": 50,
                      FT + "distill_alpha": 0.7, FT + "epochs": 10,
                      "prune.structured.amounts": [0, 0.5, 0.7]},
