@@ -65,6 +65,9 @@ METHODS = {  # name -> overrides on top of the profile; in the order `run` takes
     # rewinding, Renda et al. 2020, in its simplest form), with the combined levers
     "combined_lr05": {FT + "schedule": "cosine_iter", FT + "recalibrate_batches": 50,
                       FT + "distill_alpha": 0.7, FT + "lr": 0.05},
+    # a linear warm-up over the first of the 3 epochs (per iteration), with the combined levers
+    "combined_warmup": {FT + "schedule": "cosine_iter", FT + "recalibrate_batches": 50,
+                        FT + "distill_alpha": 0.7, FT + "warmup_epochs": 1},
     # equal fine-tune epochs, longer: does the combination's lead survive a 10-epoch budget, and
     # how far does the budget alone go? (s0.5 and s0.7 only: the two yardsticks)
     "study_e10": {FT + "epochs": 10, "prune.structured.amounts": [0, 0.5, 0.7]},
