@@ -180,10 +180,11 @@ def draw(rows: list[dict]) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7.5, 5), layout="constrained")
+    fig = Figure(figsize=(8, 6), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     markers = "osD^vP*X<>"
+    colours = colormaps["tab20"].colors + colormaps["tab20b"].colors  # 40 distinct
     usual = epochs_of(rows, "study")
     for i, name in enumerate(dict.fromkeys(r["method"] for r in rows)):
         group = sorted((r for r in rows if r["method"] == name), key=lambda r: number(r["score"]))
@@ -193,9 +194,9 @@ def draw(rows: list[dict]) -> None:
                 label=name if epochs == usual else f"{name} ({epochs} epochs)",
                 linestyle="-" if epochs == usual else "--",
                 linewidth=2.5 if name == "study" else 1.2,
-                color="black" if name == "study" else colormaps["tab20"](i % 20))
+                color="black" if name == "study" else colours[i % len(colours)])
     log_axis(ax)
-    ax.set(title=f"Structured pruning methods, fp32, unstructured 0 (cpu profile, {usual}-epoch "
+    ax.set(title=f"Structured pruning methods, fp32, unstructured 0\n(cpu profile; {usual}-epoch "
                  "fine-tunes unless labelled)",
            xlabel="score, measured (log; lower is better)", ylabel="test accuracy after fine-tune")
     ax.grid(alpha=0.3)
