@@ -27,10 +27,12 @@ OUT = ROOT / "reports" / "methods.csv"
 FIGURE = ROOT / "reports" / "methods.png"
 GRID = {"prune.unstructured.amounts": [0], "quantize.types": ["fp32"]}
 FT = "finetune.structured."
+# distillation + cosine per iteration + recalibration: the base of the combined methods below
+COMBINED = {FT + "schedule": "cosine_iter", FT + "recalibrate_batches": 50,
+            FT + "distill_alpha": 0.7}
 METHODS = {  # name -> overrides on top of the profile; in the order `run` takes them
     "study": {},
-    "combined": {FT + "schedule": "cosine_iter", FT + "recalibrate_batches": 50,
-                 FT + "distill_alpha": 0.7},
+    "combined": COMBINED,
     "recal": {FT + "recalibrate_batches": 50},
     "cosine_iter": {FT + "schedule": "cosine_iter"},
     "distill": {FT + "distill_alpha": 0.7, FT + "distill_temperature": 4},
@@ -55,19 +57,15 @@ METHODS = {  # name -> overrides on top of the profile; in the order `run` takes
              FT + "distill_temperature": 4},
     # block-internal hard, residual-tied light (prune.structured.residual_scale), with the
     # combined levers; each grid's two amounts land just under the study-method s0.5 / s0.7 scores
-    "tilt25": {"prune.structured.residual_scale": 0.25, "prune.structured.amounts": [0, 0.7, 0.9],
-               FT + "schedule": "cosine_iter", FT + "recalibrate_batches": 50,
-               FT + "distill_alpha": 0.7},
-    "tilt60": {"prune.structured.residual_scale": 0.6, "prune.structured.amounts": [0, 0.6, 0.85],
-               FT + "schedule": "cosine_iter", FT + "recalibrate_batches": 50,
-               FT + "distill_alpha": 0.7},
+    "tilt25": {**COMBINED, "prune.structured.residual_scale": 0.25,
+               "prune.structured.amounts": [0, 0.7, 0.9]},
+    "tilt60": {**COMBINED, "prune.structured.residual_scale": 0.6,
+               "prune.structured.amounts": [0, 0.6, 0.85]},
     # the baseline's own peak rate (0.05) for the fine-tune instead of 0.01 (learning-rate
     # rewinding, Renda et al. 2020, in its simplest form), with the combined levers
-    "combined_lr05": {FT + "schedule": "cosine_iter", FT + "recalibrate_batches": 50,
-                      FT + "distill_alpha": 0.7, FT + "lr": 0.05},
+    "combined_lr05": {**COMBINED, FT + "lr": 0.05},
     # a linear warm-up over the first of the 3 epochs (per iteration), with the combined levers
-    "combined_warmup": {FT + "schedule": "cosine_iter", FT + "recalibrate_batches": 50,
-                        FT + "distill_alpha": 0.7, FT + "warmup_epochs": 1},
+    "combined_warmup": {**COMBINED, FT + "warmup_epochs": 1},
     # equal fine-tune epochs, longer: does the combination's lead survive a 10-epoch budget, and
     # how far does the budget alone go? (s0.5 and s0.7 only: the two yardsticks)
     "study_e10": {FT + "epochs": 10, "prune.structured.amounts": [0, 0.5, 0.7]},
@@ -75,9 +73,7 @@ METHODS = {  # name -> overrides on top of the profile; in the order `run` takes
     # its epochs 1.5x / 2.2x longer at s0.5 / s0.7): is the combination worth its cost?
     "study_e15": {FT + "epochs": 15, "prune.structured.amounts": [0, 0.5]},
     "study_e22": {FT + "epochs": 22, "prune.structured.amounts": [0, 0.7]},
-    "combined_e10": {FT + "schedule": "cosine_iter", FT + "recalibrate_batches": 50,
-                     FT + "distill_alpha": 0.7, FT + "epochs": 10,
-                     "prune.structured.amounts": [0, 0.5, 0.7]},
+    "combined_e10": {**COMBINED, FT + "epochs": 10, "prune.structured.amounts": [0, 0.5, 0.7]},
 }
 COLUMNS = ("method", "structured", "accuracy_before_finetune", "accuracy_recalibrated",
            "accuracy", "score", "params", "finetune_epochs", "finetune_seconds",
