@@ -67,7 +67,9 @@ def interrupted_fit(data: DeviceData, resume: Path) -> None:
     except Interrupted:
         pass
     finally:
-        data.train_batches = original
+        # back to the class's method: an instance attribute left here would be a method bound
+        # to `data`, and a copy of data's __dict__ (other_device_file) would train on it
+        del data.train_batches
 
 
 def quiet_fit(*args, **kwargs) -> tuple[train.FitResult, str]:

@@ -251,3 +251,21 @@ def test_distill_cost_times_both_losses_in_one_run():
     assert set(result["seconds"]) == {"cross_entropy", "distillation"}
     assert result["images_per_epoch"] == 128 and result["structured"] == 0.5
     assert positive(result["distillation_over_cross_entropy"])  # a ratio; never a CI gate
+
+
+def test_interrupted_fit_leaves_no_bound_method_on_the_data(tmp_path):
+    """On an H200 the other-device check trained its CPU copy on the CUDA tensors: the interrupted
+    fit left `train_batches` bound to the CUDA data in the instance's __dict__, which the copy
+    took over. On a CPU both are CPU tensors, so the visible symptom here is the leftover
+    attribute and a copy whose batches come from the copy's own tensors."""
+    import gpu_paths
+    from squeeze.batches import DeviceData
+
+    rng = np.random.default_rng(0)
+    ds = Dataset(rng.integers(0, 255, (64, 3, 32, 32), dtype=np.uint8),
+                 rng.integers(0, 10, 64).astype(np.int64),
+                 rng.integers(0, 255, (16, 3, 32, 32), dtype=np.uint8),
+                 rng.integers(0, 10, 16).astype(np.int64), [str(i) for i in range(10)])
+    device_data = DeviceData(ds, [0.5] * 3, [0.25] * 3, "cpu")
+    gpu_paths.interrupted_fit(device_data, tmp_path / "resume.pt")
+    assert "train_batches" not in vars(device_data)

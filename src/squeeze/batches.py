@@ -23,14 +23,16 @@ class DeviceData:
         self.y_train = torch.from_numpy(ds.y_train).to(self.device)
         self.x_test = torch.from_numpy(ds.x_test).to(self.device)
         self.y_test = torch.from_numpy(ds.y_test).to(self.device)
+        # what a checkpoint records so that its model can be fed outside the pipeline (read from
+        # the host arrays: a CUDA tensor has no numpy view)
+        mean_list = [float(v) for v in np.asarray(mean, dtype=np.float32).ravel()]
+        std_list = [float(v) for v in np.asarray(std, dtype=np.float32).ravel()]
         mean = torch.as_tensor(np.asarray(mean), dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         std = torch.as_tensor(np.asarray(std), dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         # (x / 255 - mean) / std as one multiply-add
         self.scale, self.shift = 1 / (255 * std), -mean / std
         self.classes = ds.classes
-        # what a checkpoint records so that its model can be fed outside the pipeline
-        self.preprocess = {"mean": [float(v) for v in np.asarray(mean).ravel()],
-                           "std": [float(v) for v in np.asarray(std).ravel()],
+        self.preprocess = {"mean": mean_list, "std": std_list,
                            "classes": list(ds.classes), "image_size": int(ds.x_train.shape[-1])}
 
     @classmethod
