@@ -1,4 +1,5 @@
-"""Stage report: the trade-off report of the params grid: CSV, summary metrics, tables, figures."""
+"""Stage report: the trade-off report of the params grid: CSV, summary, headline metrics, tables,
+figures."""
 from squeeze import cli
 
 # the grid, and every setting tradeoff.md's "Run" table describes or matches a profile on
@@ -15,9 +16,12 @@ def main(args, params):
     result = report.load(grid, args.metrics, prepared["test_images"])
     settings = provenance.describe(params, prepared, result.rows, result.curves,
                                    profiles_dir=args.profiles)
-    print(report.write_outputs(result, csv_path=args.out_csv, summary_path=args.out_summary,
+    summary = report.write_outputs(result, csv_path=args.out_csv, summary_path=args.out_summary,
                                tables_path=args.out_tables, curves_path=args.out_curves,
-                               settings=settings))
+                               settings=settings, metrics_path=args.out_metrics,
+                               test_images=prepared["test_images"])
+    print(f"report: {summary['models']} models, {summary['pareto_count']} on the Pareto front "
+          f"({', '.join(summary['pareto'])}); tables in {args.out_tables}")
     figures.write_figures(result, args.out_figures)
 
 
@@ -28,6 +32,7 @@ if __name__ == "__main__":
     p.add_argument("--profiles", default="profiles", help="folder of profiles the params may match")
     p.add_argument("--out-csv", required=True)
     p.add_argument("--out-summary", required=True)
+    p.add_argument("--out-metrics", required=True, help="the headline numbers dvc exp show compares")
     p.add_argument("--out-tables", required=True)
     p.add_argument("--out-curves", required=True)
     p.add_argument("--out-figures", required=True, help="folder for the PNG figures")

@@ -340,7 +340,7 @@ def run_stage(tmp_path, metrics: Path, monkeypatch) -> Path:
         "report.py", "--params", str(params), "--metrics", str(metrics),
         "--prepared", str(prepared), "--profiles", str(ROOT / "profiles"),
         "--out-csv", str(out / "tradeoff.csv"), "--out-summary", str(out / "summary.json"),
-        "--out-tables", str(out / "tradeoff.md"), "--out-curves", str(out / "curves.csv"),
+        "--out-metrics", str(out / "metrics.json"), "--out-tables", str(out / "tradeoff.md"), "--out-curves", str(out / "curves.csv"),
         "--out-figures", str(out / "figures")])
     runpy.run_path(str(ROOT / "stages" / "report.py"), run_name="__main__")
     return out
@@ -349,6 +349,11 @@ def run_stage(tmp_path, metrics: Path, monkeypatch) -> Path:
 def test_stage_writes_the_report(quick_inputs, tmp_path, monkeypatch):
     out = run_stage(tmp_path, quick_inputs, monkeypatch)
     assert json.loads((out / "summary.json").read_text())["models"] == 12
+    headline = json.loads((out / "metrics.json").read_text())
+    assert headline["models"] == 12
+    # numbers only (None where no model fits a budget): model names would widen every table
+    assert all(v is None or isinstance(v, (int, float)) for v in headline.values())
+    assert headline["acc_at_4x"] == 0.926 and headline["acc_at_64x"] is None
     tables = (out / "tradeoff.md").read_text()
     assert tables.startswith("# Trade-off report\n\n## Run\n\n| setting | value |")
     run = tables.split("## Run")[1].split("##")[0]
@@ -396,7 +401,7 @@ def test_dvc_yaml_declares_the_report_stage_metrics_and_plots():
     assert all(isinstance(out, str) for out in outs), outs
     for out in outs:  # every declared output is an --out-* argument of the command
         assert f" {out}" in stage["cmd"]
-    assert pipeline["metrics"] == ["reports/summary.json"]
+    assert pipeline["metrics"] == ["reports/metrics.json"]  # the headline; summary.json has names
     for definition in pipeline["plots"]:
         (props,) = definition.values()
         assert (ROOT / props["template"]).is_file()
@@ -503,3 +508,29 @@ def test_rows_carry_their_interval_and_checkpoint(quick_inputs):
         assert row["accuracy_low"] < row["accuracy"] < row["accuracy_high"]
         assert row["checkpoint"] == f"models/quantized/{row['model']}.pt"
     assert report.load(QUICK_GRID, quick_inputs).rows[0]["accuracy_low"] is None
+
+
+def test_headline_numbers_by_hand():
+    """Budgets are fractions of the baseline's score; front_auc averages the best accuracy
+    available over log-even budgets from 1/64 of the baseline's score to the baseline's."""
+    def row(s, u, q, accuracy, score):
+        return {"structured": s, "unstructured": u, "quant": q, "accuracy": accuracy,
+                "score": score}
+    rows = report.with_pareto([row(0, 0, "fp32", 0.9, 4.0), row(0.3, 0, "int8", 0.85, 1.0),
+                               row(0.5, 0, "int8", 0.8, 0.25), row(0.7, 0, "int8", 0.5, 0.0625),
+                               row(0, 0, "fp64?", 0.95, 8.0)])
+    curves = [{"epoch_seconds": 30.0}, {"epoch_seconds": 90.0}]
+    found = report.headline(report.Report(rows=rows, curves=curves), test_images=10_000)
+    assert found["base_acc"] == 0.9 and found["base_score"] == 4.0 and found["models"] == 5
+    assert (found["acc_at_4x"], found["acc_at_16x"], found["acc_at_64x"]) == (0.85, 0.8, 0.5)
+    assert found["front_auc"] == pytest.approx((0.5 + 0.8 + 0.85) / 3, abs=1e-6)
+    assert found["front"] == 5 and found["train_min"] == 2.0
+    # Wilson half width at 90% on 10,000 images: about 0.59 points
+    assert found["ci95"] == pytest.approx(0.0059, abs=0.0001)
+
+
+def test_latency_spread_flags_a_busy_machine():
+    calm = {"latency_ms_b1": 1.0, "latency_ms_b1_q1": 0.95, "latency_ms_b1_q3": 1.1,
+            "latency_ms_b32": 0.5, "latency_ms_b32_q1": 0.49, "latency_ms_b32_q3": 0.52}
+    busy = {**calm, "latency_ms_b32_q3": 0.9}
+    assert not report.latency_under_load(calm) and report.latency_under_load(busy)

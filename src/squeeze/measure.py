@@ -108,10 +108,18 @@ def counts(model: nn.Module) -> dict:
                                for q in BITS}}
 
 
-@torch.no_grad()
 def latency_ms(model: nn.Module, batch_size: int, threads: int, warmup: int, repeats: int,
                dtype=torch.float32) -> float:
     """Median CPU milliseconds per image at `batch_size`, after `warmup` untimed runs."""
+    return latency_stats(model, batch_size, threads, warmup, repeats, dtype)["median"]
+
+
+@torch.no_grad()
+def latency_stats(model: nn.Module, batch_size: int, threads: int, warmup: int, repeats: int,
+                  dtype=torch.float32) -> dict:
+    """CPU milliseconds per image at `batch_size` over `repeats` timed runs (after `warmup`
+    untimed ones): the median and the quartiles q1/q3, whose distance is the spread a reader
+    needs to tell a difference from the machine's noise (a loaded machine spreads wide)."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -123,8 +131,10 @@ def latency_ms(model: nn.Module, batch_size: int, threads: int, warmup: int, rep
         for _ in range(repeats):
             start = time.perf_counter()
             model(x)
-            times.append(time.perf_counter() - start)
-        return statistics.median(times) * 1000 / batch_size
+            times.append((time.perf_counter() - start) * 1000 / batch_size)
+        q1, _, q3 = (statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1
+                     else times * 3)
+        return {"median": statistics.median(times), "q1": q1, "q3": q3}
     finally:
         torch.set_num_threads(previous)
 

@@ -36,13 +36,20 @@ BASELINE = (0, 0, "fp32")  # (structured, unstructured, quant) of the unpruned f
 #   accuracy_pruned_unstructured  right after magnitude pruning, before its fine-tune
 MODEL_COLUMNS = ("structured", "unstructured", "quant", "accuracy", "score", "score_seed",
                  "params", "nonzero_params", "sparsity", "ops", "latency_ms_b1", "latency_ms_b32",
-                 "latency_threads", "cpu", "size_bytes", "device", "device_name", "precision")
+                 "latency_ms_b1_q1", "latency_ms_b1_q3", "latency_ms_b32_q1", "latency_ms_b32_q3",
+                 "latency_repeats", "latency_threads", "cpu", "size_bytes", "device", "device_name", "precision")
 # accuracy_low/high: the 95% binomial (Wilson) interval of the accuracy on the test set's size,
 # the noise of one measurement; checkpoint: the quantized model's file in the workspace
 CSV_COLUMNS = ("model", *MODEL_COLUMNS[:4], "accuracy_low", "accuracy_high", "accuracy_float",
                "accuracy_pruned_structured", "accuracy_pruned_unstructured", *MODEL_COLUMNS[4:],
                "pareto", "checkpoint")
 Z95 = 1.959964  # two-sided 95% normal quantile
+# budgets of the headline metrics, as fractions of the baseline's own measured score: the same
+# columns then mean the same thing at any width (the study's best, 0.7475, is ~1/5 of 3.98778)
+HEADLINE_FRACTIONS = (4, 16, 64)
+# a latency whose interquartile range exceeds this fraction of its median was measured on a
+# machine busy with other work: the tables flag it
+LATENCY_SPREAD_FLAG = 0.25
 
 
 def accuracy_interval(accuracy: float, n: int) -> tuple[float, float]:
@@ -223,6 +230,44 @@ def summarize(rows: Sequence[Mapping]) -> dict:
     }
 
 
+def headline(report: "Report", test_images: int | None) -> dict:
+    """The handful of numbers `dvc exp show` compares between experiments (reports/metrics.json):
+    the baseline, the best accuracy at 4x, 16x and 64x lower score than the baseline, the
+    front's size and mean accuracy over that range, the 95% interval's half width at the
+    baseline's accuracy (the noise of every accuracy here), and the minutes spent training.
+    All numeric, so the table stays narrow; model names are in summary.json and the report."""
+    rows, baseline = report.rows, find_baseline(report.rows)
+    out = {"models": len(rows)}
+    if baseline is not None:
+        base_score = baseline["score"]
+        out.update(base_acc=baseline["accuracy"], base_score=base_score)
+        if test_images:
+            low, high = accuracy_interval(baseline["accuracy"], test_images)
+            out["ci95"] = round((high - low) / 2, 4)
+        for fraction in HEADLINE_FRACTIONS:
+            best = best_under_budget(rows, base_score / fraction)
+            out[f"acc_at_{fraction}x"] = best["accuracy"]
+        out["front_auc"] = front_auc(rows, base_score / HEADLINE_FRACTIONS[-1], base_score)
+    out["front"] = sum(1 for r in rows if r["pareto"])
+    seconds = sum(r["epoch_seconds"] or 0 for r in report.curves if r.get("epoch_seconds"))
+    out["train_min"] = round(seconds / 60, 2)
+    return out
+
+
+def front_auc(rows: Sequence[Mapping], low: float, high: float) -> float:
+    """The best accuracy available at each budget, averaged over budgets spread evenly in
+    log(score) from `low` to `high` (0 where no model fits): one number for a whole front."""
+    import math
+
+    span = math.log(high) - math.log(low)
+    cuts = sorted({low, high, *(r["score"] for r in rows if low < r["score"] < high)})
+    area = 0.0
+    for left, right in zip(cuts, cuts[1:]):
+        fitting = [r["accuracy"] for r in rows if r["score"] <= left]
+        area += (max(fitting) if fitting else 0.0) * (math.log(right) - math.log(left))
+    return round(area / span, 6)
+
+
 # ---- files -------------------------------------------------------------------------------------
 
 def csv_text(rows: Sequence[Mapping], columns: Sequence[str]) -> str:
@@ -244,8 +289,11 @@ def _cell(value) -> str:
 
 
 def write_outputs(report: Report, *, csv_path: Path, summary_path: Path, tables_path: Path,
-                  curves_path: Path, settings: Sequence[tuple[str, str]] = ()) -> dict:
+                  curves_path: Path, settings: Sequence[tuple[str, str]] = (),
+                  metrics_path: Path | None = None, test_images: int | None = None) -> dict:
     summary = report.summary()
+    if metrics_path is not None:
+        write_json(metrics_path, headline(report, test_images))
     write_text(csv_path, csv_text(report.rows, CSV_COLUMNS))
     write_text(curves_path, csv_text(report.curves, CURVE_COLUMNS))
     write_json(summary_path, summary)
@@ -329,13 +377,39 @@ def _unstructured_section(rows: Sequence[Mapping]) -> str:
 
 def _quantized_section(rows: Sequence[Mapping]) -> str:
     header = ["model", "quant", "accuracy", "95% interval", "computed in", "float accuracy", "score",
-              "score (study formula)", "latency b1 (ms/image)", "latency b32 (ms/image)",
-              "size (KiB)", "Pareto"]
+              "score (study formula)", "latency b1 (ms/image, median [q1-q3])",
+              "latency b32 (ms/image, median [q1-q3])", "size (KiB)", "Pareto"]
     lines = [[r["model"], r["quant"], _pct(r["accuracy"]), _interval(r), r["precision"] or "—",
               _pct(r["accuracy_float"]), _num(r["score"]), _num(r["score_seed"]),
-              _num(r["latency_ms_b1"]), _num(r["latency_ms_b32"]), _num(r["size_bytes"] / 1024),
-              _mark(r)] for r in rows]
-    return f"## After quantization (every model)\n\n{md_table(header, lines)}"
+              _latency(r, 1), _latency(r, 32), _num(r["size_bytes"] / 1024), _mark(r)]
+             for r in rows]
+    flagged = any(latency_under_load(r) for r in rows)
+    note = ("Latency: CPU, `latency_threads` threads, median and quartiles over "
+            "`evaluate.latency_repeats` timed runs. fp16 on a CPU runs in fp32 (its weights "
+            "rounded), so its latency is fp32's." + (
+                f" ⚠ marks a spread (q3 - q1) over {LATENCY_SPREAD_FLAG:.0%} of the median: "
+                "measured while the machine was busy; compare such figures with care."
+                if flagged else ""))
+    return f"## After quantization (every model)\n\n{note}\n\n{md_table(header, lines)}"
+
+
+def latency_under_load(row: Mapping) -> bool:
+    """A latency whose quartiles spread wide: the machine was busy while it was timed."""
+    for b in (1, 32):
+        median, q1, q3 = (row.get(f"latency_ms_b{b}{k}") for k in ("", "_q1", "_q3"))
+        if median and q1 is not None and q3 is not None and (q3 - q1) > LATENCY_SPREAD_FLAG * median:
+            return True
+    return False
+
+
+def _latency(row: Mapping, batch: int) -> str:
+    median, q1, q3 = (row.get(f"latency_ms_b{batch}{k}") for k in ("", "_q1", "_q3"))
+    if median is None:
+        return "—"
+    if q1 is None or q3 is None:
+        return _num(median)
+    flag = " ⚠" if (q3 - q1) > LATENCY_SPREAD_FLAG * median else ""
+    return f"{_num(median)} [{_num(q1)}-{_num(q3)}]{flag}"
 
 
 def _budget_section(summary: Mapping) -> str:
