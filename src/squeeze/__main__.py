@@ -1,5 +1,6 @@
 """`python -m squeeze inspect CHECKPOINT | --resnet18 [--width W]`: counts and scores as JSON.
 `python -m squeeze profile NAME [--data ARCHIVE] [--print] [-- DVC EXP RUN ARGS]`: run a profile.
+`python -m squeeze check [--profile NAME] [--data ARCHIVE] [-S key=value ...]`: validate first.
 `python -m squeeze recommend --budget B [--score score|score_seed] [--report CSV]`: the best model.
 `python -m squeeze export CHECKPOINT --format onnx|torchscript --out FILE [--images N]`: export.
 `python -m squeeze shard plan|run|slurm|k8s --workers N ...`: the grid over several workers."""
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from . import profiles
@@ -89,6 +91,19 @@ def shard(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command; a reader that stops early (`| head`) ends it quietly with exit 0."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # the reader closed the pipe: nothing more to say; stdout to /dev/null so that the
+        # interpreter's final flush does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m squeeze")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("inspect", help="params, nonzero params, ops and scores of a model")
@@ -99,6 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("name", help="a file profiles/NAME.yaml of dotted-key overrides")
     p.add_argument("--data", help="an ImageFolder tree or .tar.gz to use (data.source: folder)")
     p.add_argument("--print", action="store_true", help="print the dvc command, do not run it")
+    p = sub.add_parser("check", help="validate the params a run would use, touching nothing")
+    p.add_argument("--profile", help="apply profiles/NAME.yaml's overrides first")
+    p.add_argument("--data", help="as profile's --data (data.source: folder, data.path)")
+    p.add_argument("-S", "--set-param", dest="sets", action="append", default=[],
+                   metavar="KEY=VALUE", help="an override as `dvc exp run -S` takes it")
+    p.add_argument("--params", default="params.yaml", help="the params file (params.yaml)")
     p = sub.add_parser("recommend", help="the most accurate model under a score budget (JSON)")
     p.add_argument("--budget", required=True, help="the largest score allowed")
     p.add_argument("--score", default="score", help="score (measured, default) or score_seed")
@@ -146,12 +167,21 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(export(args.checkpoint, args.format, args.out, args.data,
                                     args.images), indent=2))
             return 0
+        if args.command == "check":
+            from .check import check
+            check(args.params, args.profile, args.data, args.sets)
+            print("ok: params valid" + (f" with profile {args.profile}" if args.profile else "")
+                  + (f" and {len(args.sets)} override(s)" if args.sets else ""))
+            return 0
         if args.command == "inspect":
             if bool(args.checkpoint) == bool(args.resnet18):
                 parser.error("inspect takes a CHECKPOINT or --resnet18, not both or neither")
             print(json.dumps(inspect(args), indent=2))
             return 0
         command = profiles.exp_run_command(args.name, args.data, dvc_args)
+        if not args.print:  # the params this run would use, before DVC writes them anywhere
+            from .check import check, sets_in
+            check("params.yaml", args.name, args.data, sets_in(dvc_args))
     except SqueezeError as err:
         print("error: " + " ".join(str(err).split()), file=sys.stderr)
         return 1
@@ -161,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     warning = workspace_params_warning()
     if warning:
         print(warning, file=sys.stderr, flush=True)
-    import subprocess
-    return subprocess.call(command)
+    from . import exprun
+    return exprun.run(command)
 
 
 if __name__ == "__main__":

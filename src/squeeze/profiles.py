@@ -32,15 +32,20 @@ def with_data(overrides: dict, data: str | None) -> dict:
     return {**overrides, "data.source": "folder", "data.path": str(data)}
 
 
-def set_args(overrides: dict) -> list[str]:
-    """`-S key=value` pairs, values in flow-style YAML (which DVC's override grammar reads)."""
-    args = []
+def set_pairs(overrides: dict) -> list[tuple[str, str]]:
+    """(key, value) pairs, values in flow-style YAML (which DVC's override grammar reads)."""
+    pairs = []
     for key, value in overrides.items():
         text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
         if text.endswith("\n...") or text.endswith("..."):
             text = text.rsplit("\n", 1)[0].strip()
-        args += ["-S", f"{key}={text}"]
-    return args
+        pairs.append((key, text))
+    return pairs
+
+
+def set_args(overrides: dict) -> list[str]:
+    """`-S key=value` arguments for `dvc exp run`."""
+    return [arg for key, text in set_pairs(overrides) for arg in ("-S", f"{key}={text}")]
 
 
 def exp_run_command(name: str, data: str | None = None, extra: list[str] | None = None) -> list[str]:

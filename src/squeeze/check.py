@@ -1,0 +1,91 @@
+"""`python -m squeeze check [--profile NAME] [--data ARCHIVE] [-S key=value ...]`: validate the
+params a run would use, before DVC writes any of them into params.yaml.
+
+`dvc exp run -S key=value` first writes the overrides into params.yaml, then runs the first stage,
+which validates the file: a bad value is reported only after the workspace's params.yaml has
+been edited (and reformatted). This applies the same overrides to an in-memory copy and runs the
+same whole-file validation (config.validate) in about a second, touching no file, so a run can be
+refused before anything changes. `python -m squeeze profile` calls it first.
+
+The -S grammar is DVC's (Hydra's) for the cases a params file needs: `key=value` sets an existing
+key, `+key=value` adds a new one, `++key=value` sets or adds, `~key` removes; the value is YAML
+(`[0, 0.5]`, `0.3`, `int8`, `{a: 1}`).
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import yaml
+
+from . import profiles
+from .config import ConfigError, dotted_get, dotted_set, load_params, validate
+
+_ABSENT = object()
+
+
+def parse_set(text: str) -> tuple[str, str, object]:
+    """One -S argument -> (operation, dotted key, value): '=' set, '+' add, '++' set or add,
+    '~' remove (value None)."""
+    if text.startswith("~"):
+        key, op, value = text[1:].partition("=")[0], "~", None
+    else:
+        op = "++" if text.startswith("++") else "+" if text.startswith("+") else "="
+        key, eq, raw = text[len(op.rstrip("=")):].partition("=")
+        if not eq:
+            raise ConfigError(f"-S {text!r}: expected key=value (or +key=value, ++key=value, ~key)")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            raise ConfigError(f"-S {text!r}: the value {raw!r} is not valid YAML") from None
+    parts = key.split(".")
+    if not key or any(not part for part in parts):
+        raise ConfigError(f"-S {text!r}: {key!r} is not a dotted key such as train.epochs")
+    return op, key, value
+
+
+def apply_sets(params: Mapping, sets: Iterable[str]) -> dict:
+    """A copy of params with the -S overrides applied, refused as DVC would refuse them."""
+    out = copy.deepcopy(dict(params))
+    for text in sets:
+        op, key, value = parse_set(text)
+        present = dotted_get(out, key, _ABSENT) is not _ABSENT
+        if op == "=" and not present:
+            raise ConfigError(f"-S {text!r}: params.yaml has no key {key}; check its spelling "
+                              f"(`+{key}=...` adds a new key)")
+        if op == "+" and present:
+            raise ConfigError(f"-S {text!r}: {key} already exists; use {key}=... to change it")
+        if op == "~":
+            if not present:
+                raise ConfigError(f"-S {text!r}: params.yaml has no key {key} to remove")
+            *parents, last = key.split(".")
+            node = out
+            for part in parents:
+                node = node[part]
+            del node[last]
+            continue
+        dotted_set(out, key, value)
+    return out
+
+
+def sets_in(dvc_args: list[str]) -> list[str]:
+    """The -S/--set-param values among `dvc exp run` arguments."""
+    found, args = [], list(dvc_args)
+    for i, arg in enumerate(args):
+        if arg in ("-S", "--set-param") and i + 1 < len(args):
+            found.append(args[i + 1])
+        elif arg.startswith("--set-param="):
+            found.append(arg.split("=", 1)[1])
+    return found
+
+
+def check(params_path: str | Path = "params.yaml", profile: str | None = None,
+          data: str | None = None, sets: Iterable[str] = ()) -> dict:
+    """The params a run would use, validated: params.yaml, then the profile's overrides (and
+    --data), then the -S overrides, in that order. Returns them; raises ConfigError."""
+    overrides = profiles.with_data(profiles.load(profile) if profile else {}, data)
+    applied = [f"{key}={text}" for key, text in profiles.set_pairs(overrides)] + list(sets)
+    params = apply_sets(load_params(params_path), applied)
+    validate(params)
+    return params
