@@ -171,33 +171,87 @@ def budgets(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def draw(rows: list[dict]) -> None:
-    from matplotlib import colormaps
+# The panels of reports/methods.png: each method family against the study's method. A method
+# missing here gets the "other" panel; the full list stays in methods.csv and the table.
+FAMILIES = {
+    "fine-tune levers, one at a time": ("recal", "cosine_iter", "distill"),
+    "fine-tune levers combined": ("combined", "combined_lr05", "combined_warmup"),
+    "which filters: ranking": ("l2", "group_norm", "random", "global", "params_target"),
+    "which layers lose filters": ("block_internal", "spare", "tilt25", "tilt60",
+                                  "internal_distill"),
+    "iterative pruning (3 rounds)": ("rounds3", "rounds3_iter"),
+    "longer fine-tunes": ("study_e10", "study_e15", "study_e22", "combined_e10"),
+}
+TEST_IMAGES = 10_000  # the cpu profile measures every accuracy on CIFAR-10's whole test set
+
+
+def families(names: list[str]) -> dict[str, list[str]]:
+    """Panel title -> the methods of `names` it draws (the study's aside), in FAMILIES order."""
+    panels = {title: [n for n in members if n in names] for title, members in FAMILIES.items()}
+    known = {n for members in FAMILIES.values() for n in members} | {"study"}
+    panels["other"] = [n for n in names if n not in known]
+    return {title: members for title, members in panels.items() if members}
+
+
+def _method_line(ax, rows: list[dict], name: str, label: str, **style) -> None:
+    """One method's accuracy against score, each point with its 95% interval."""
+    from squeeze.report import accuracy_interval
+
+    group = sorted((r for r in rows if r["method"] == name), key=lambda r: number(r["score"]))
+    xs = [number(r["score"]) for r in group]
+    ys = [number(r["accuracy"]) for r in group]
+    intervals = [accuracy_interval(y, TEST_IMAGES) for y in ys]
+    ax.errorbar(xs, ys, yerr=[[y - low for y, (low, _) in zip(ys, intervals)],
+                              [high - y for y, (_, high) in zip(ys, intervals)]],
+                capsize=2.5, elinewidth=1, label=label, **style)
+
+
+def figure(rows: list[dict]):
+    """Small multiples: one panel per method family, each method in colour against the study's
+    method drawn on top in black, every accuracy with its 95% interval."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(8, 6), layout="constrained")
+    names = list(dict.fromkeys(r["method"] for r in rows))
+    panels = families(names)
+    ncols = 3
+    nrows = -(-len(panels) // ncols)
+    fig = Figure(figsize=(5 * ncols, 4 * nrows), layout="constrained")
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    markers = "osD^vP*X<>"
-    colours = colormaps["tab20"].colors + colormaps["tab20b"].colors  # 40 distinct
+    axes = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False).ravel()
     usual = epochs_of(rows, "study")
-    for i, name in enumerate(dict.fromkeys(r["method"] for r in rows)):
-        group = sorted((r for r in rows if r["method"] == name), key=lambda r: number(r["score"]))
-        epochs = epochs_of(rows, name)  # a longer fine-tune than the study's: dashed, labelled
-        ax.plot([number(r["score"]) for r in group], [number(r["accuracy"]) for r in group],
-                marker=markers[i % len(markers)],
-                label=name if epochs == usual else f"{name} ({epochs} epochs)",
-                linestyle="-" if epochs == usual else "--",
-                linewidth=2.5 if name == "study" else 1.2,
-                color="black" if name == "study" else colours[i % len(colours)])
-    log_axis(ax)
-    ax.set(title=f"Structured pruning methods, fp32, unstructured 0\n(cpu profile; {usual}-epoch "
-                 "fine-tunes unless labelled)",
-           xlabel="score, measured (log; lower is better)", ylabel="test accuracy after fine-tune")
-    ax.grid(alpha=0.3)
-    ax.legend(ncols=2, fontsize=8)
-    fig.savefig(FIGURE, dpi=100)
+    markers = "sD^vPX<>*"
+    for ax, (title, members) in zip(axes, panels.items()):
+        for i, name in enumerate(members):
+            epochs = epochs_of(rows, name)  # a longer fine-tune than the study's: dashed, labelled
+            _method_line(ax, rows, name,
+                         name if epochs == usual else f"{name} ({epochs} epochs)",
+                         color=f"C{i}", marker=markers[i % len(markers)], markersize=5,
+                         linewidth=1.3, linestyle="-" if epochs == usual else "--")
+        if "study" in names:
+            _method_line(ax, rows, "study", f"study's method ({usual} epochs)", color="black",
+                         marker="o", markersize=5, linewidth=2.2, zorder=5)
+        ax.set_title(title, fontsize="medium")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", loc="lower right")
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    log_axis(axes[0])
+    for ax in axes[(nrows - 1) * ncols:]:
+        ax.set_xlabel("score, measured (log; lower is better)")
+    for ax in axes[::ncols]:
+        ax.set_ylabel("test accuracy after fine-tune")
+    fig.suptitle("Structured pruning methods against the study's (black): fp32, unstructured 0, "
+                 f"cpu profile, {usual}-epoch fine-tunes unless labelled")
+    fig.supxlabel(f"bars: 95% interval of each accuracy ({TEST_IMAGES:,} test images, Wilson); "
+                  "one run per point, so the spread between seeds is not in the bars; lines "
+                  "whose bars overlap are a tie. Every method and number: reports/methods.csv",
+                  fontsize="small", color="0.3")
+    return fig
+
+
+def draw(rows: list[dict], path: Path = FIGURE) -> None:
+    figure(rows).savefig(path, dpi=100)
 
 
 def main() -> None:

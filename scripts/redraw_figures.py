@@ -1,15 +1,19 @@
 """Redraw a report's PNG figures from its two CSV files, with this checkout's figures.py.
 
-    python scripts/redraw_figures.py REPORT_DIR [--out DIR]
+    python scripts/redraw_figures.py REPORT_DIR [--out DIR] [--test-images N]
 
 REPORT_DIR holds tradeoff.csv and training_curves.csv as the report stage writes them (or as the
 2026-11-29 report did, whose `accuracy_before_finetune` column is read as the accuracies right
-after pruning). For archived runs (reports/runs/), whose pipeline is not rerun.
+after pruning). For archived runs (reports/runs/), whose pipeline is not rerun. The test set's
+size, which every accuracy's 95% interval needs, is read from REPORT_DIR/tradeoff.md's "Run"
+table ("... / 1,000 test images") unless --test-images gives it; without either, the figures say
+they draw no interval.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import re
 from pathlib import Path
 
 from squeeze import figures, report
@@ -50,13 +54,23 @@ def upgrade(rows: list[dict]) -> list[dict]:
     return out
 
 
+def test_images_of(report_dir: Path) -> int | None:
+    """The test set's size as the report's "Run" table states it; None where it does not."""
+    tables = report_dir / "tradeoff.md"
+    found = re.search(r"([\d,]+) test images", tables.read_text()) if tables.is_file() else None
+    return int(found.group(1).replace(",", "")) if found else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("report_dir", type=Path)
     parser.add_argument("--out", type=Path, help="default: REPORT_DIR/figures")
+    parser.add_argument("--test-images", type=int,
+                        help="the test set's size (default: from REPORT_DIR/tradeoff.md)")
     args = parser.parse_args()
     result = report.Report(rows=upgrade(read_rows(args.report_dir / "tradeoff.csv")),
-                           curves=read_rows(args.report_dir / "training_curves.csv"))
+                           curves=read_rows(args.report_dir / "training_curves.csv"),
+                           test_images=args.test_images or test_images_of(args.report_dir))
     for path in figures.write_figures(result, args.out or args.report_dir / "figures"):
         print(path)
 

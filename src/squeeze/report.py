@@ -129,6 +129,7 @@ class Report:
     rows: list[dict]    # one per model, in grid order, CSV_COLUMNS with `pareto` set
     curves: list[dict]  # one per epoch of the baseline and of every fine-tune, CURVE_COLUMNS
     sensitivity: list[dict] = ()  # one per (filter group, amount): the sensitivity stage's rows
+    test_images: int | None = None  # the test set's size: the 95% interval of every accuracy
 
     def summary(self) -> dict:
         return summarize(self.rows)
@@ -144,7 +145,7 @@ def load(grid: Grid, metrics_dir: Path, test_images: int | None = None) -> Repor
     return Report(rows=with_pareto([joined(grid, metrics_dir, *point, test_images)
                                     for point in grid.points()]),
                   curves=[row for run, path in logs for row in read_log(path, run)],
-                  sensitivity=read_sensitivity(sensitivity))
+                  sensitivity=read_sensitivity(sensitivity), test_images=test_images)
 
 
 def joined(grid: Grid, metrics_dir: Path, s, u, q, test_images: int | None = None) -> dict:
