@@ -426,3 +426,65 @@ def test_a_wave_before_its_inputs_exist_names_the_wave_to_run_first(quick_run, t
         "error: stage 'prepare' of wave 0 (baseline) is not in the remote's run-cache; run wave 0 "
         "first (python -m squeeze shard run --wave 0)")
     assert not (clone / "models").exists()  # nothing computed
+
+
+# ---- what a user reads: a clean run, one screen of comparison, every documented command -------
+
+def test_the_quick_run_prints_no_dvc_warning(quick_run):
+    _, _, log = quick_run
+    assert not [line for line in log.splitlines() if line.startswith("WARNING")], log[-3000:]
+
+
+def experiment_names(repo: Path, env: dict) -> list[str]:
+    out = run(["dvc", "exp", "list", "--name-only"], repo, env)
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def test_documented_commands_run_in_the_quick_workspace(quick_run):
+    """A second experiment (one param changed) beside the quick profile's; the comparison and
+    `dvc metrics show` fit 200 columns; then every command docs_commands marks RUN or FAILS, as
+    the docs spell it (the archive's path, the experiments' names filled in). The workspace's
+    params, lock, dvc.yaml and outputs are put back afterwards."""
+    from docs_commands import FAILS, runnable
+
+    repo, env, _ = quick_run
+    run(["dvc", "exp", "run", "--temp", "-n", "budget-half", "-S", "export.budget=0.5"], repo, env)
+    names = experiment_names(repo, env)
+    assert "budget-half" in names and len(names) >= 2
+    first, second = [n for n in names if n != "budget-half"][0], "budget-half"
+    compared = run([sys.executable, "-m", "squeeze", "compare", first, second], repo, env)
+    lines = compared.splitlines()
+    assert lines[0].split()[:2] == ["experiment", "export.budget"], compared  # the one change
+    assert max(map(len, lines)) <= 200, compared
+    shown = run(["dvc", "metrics", "show"], repo, {**env, "COLUMNS": "1000"})
+    assert max(map(len, shown.splitlines())) <= 200, shown
+    wide = run(["dvc", "exp", "show", "--only-changed", "--no-pager"], repo,
+               {**env, "COLUMNS": "5000"})
+    print(f"dvc exp show --only-changed: {max(map(len, wide.splitlines()))} columns (HEAD row)")
+
+    kept = {rel: (repo / rel).read_bytes() for rel in ("params.yaml", "dvc.lock", "dvc.yaml")}
+    archive = str(ARCHIVE) if ARCHIVE.is_file() else None
+    try:
+        for command, how in runnable():
+            if "../shared/data/cifar10-jpeg.tar.gz" in command:
+                if archive is None:
+                    continue  # synthetic-data run: the archive the docs name is not here
+                command = command.replace("../shared/data/cifar10-jpeg.tar.gz", archive)
+            command = (command.replace("EXP_A", first).replace("EXP_B", second)
+                       .replace("quick-a quick-b", f"{first} {second}"))
+            done = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=repo, env=env,
+                                  text=True, capture_output=True, timeout=900)
+            output = (done.stdout + done.stderr)[-3000:]
+            if how == FAILS:
+                assert done.returncode == 1, f"{command}: expected to fail\n{output}"
+                assert done.stderr.count("error:") == 1, output
+            else:
+                assert done.returncode == 0, f"{command} (exit {done.returncode}):\n{output}"
+                assert "Traceback" not in done.stderr, f"{command}:\n{output}"
+    finally:
+        for rel, data in kept.items():
+            (repo / rel).write_bytes(data)
+        (repo / "model.onnx").unlink(missing_ok=True)
+        subprocess.run(["dvc", "queue", "remove", "--all"], cwd=repo, env=env, capture_output=True)
+        run(["dvc", "checkout", "-q", "--force"], repo, env)
+    assert changed_stages(repo, env) == set()

@@ -1,6 +1,7 @@
 """`python -m squeeze inspect CHECKPOINT | --resnet18 [--width W]`: counts and scores as JSON.
 `python -m squeeze profile NAME [--data ARCHIVE] [--print] [-- DVC EXP RUN ARGS]`: run a profile.
 `python -m squeeze check [--profile NAME] [--data ARCHIVE] [-S key=value ...]`: validate first.
+`python -m squeeze compare [EXP ...]`: experiments side by side (changed params, headline metrics).
 `python -m squeeze recommend --budget B [--score score|score_seed] [--report CSV]`: the best model.
 `python -m squeeze export CHECKPOINT --format onnx|torchscript --out FILE [--images N]`: export.
 `python -m squeeze shard plan|run|slurm|k8s --workers N ...`: the grid over several workers."""
@@ -120,6 +121,8 @@ def _main(argv: list[str] | None = None) -> int:
     p.add_argument("-S", "--set-param", dest="sets", action="append", default=[],
                    metavar="KEY=VALUE", help="an override as `dvc exp run -S` takes it")
     p.add_argument("--params", default="params.yaml", help="the params file (params.yaml)")
+    p = sub.add_parser("compare", help="experiments side by side: changed params, headline metrics")
+    p.add_argument("experiments", nargs="*", help="experiment names (default: all with results)")
     p = sub.add_parser("recommend", help="the most accurate model under a score budget (JSON)")
     p.add_argument("--budget", required=True, help="the largest score allowed")
     p.add_argument("--score", default="score", help="score (measured, default) or score_seed")
@@ -166,6 +169,10 @@ def _main(argv: list[str] | None = None) -> int:
             from .export import export
             print(json.dumps(export(args.checkpoint, args.format, args.out, args.data,
                                     args.images), indent=2))
+            return 0
+        if args.command == "compare":
+            from .compare import dvc_experiments, rows_of, table
+            print(table(rows_of(dvc_experiments()), args.experiments))
             return 0
         if args.command == "check":
             from .check import check
