@@ -68,16 +68,28 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def positive_int(key: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise _bad(key, value, "an integer >= 1")
+def positive_int(key: str, value: Any, at_most: int) -> int:
+    """An integer in [1, at_most]: every count and size has an upper bound, so a slip of the
+    keyboard (latency_threads: 100000) is one line here, not a crash hours later."""
+    return _int_in(key, value, 1, at_most)
+
+
+def non_negative_int(key: str, value: Any, at_most: int) -> int:
+    return _int_in(key, value, 0, at_most)
+
+
+def _int_in(key: str, value: Any, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise _bad(key, value, f"an integer from {low} to {high:,}")
     return value
 
 
-def non_negative_int(key: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise _bad(key, value, "an integer >= 0")
-    return value
+# upper bounds of counts and sizes (far above any sensible run, below what breaks a process)
+MAX_IMAGES = 10_000_000       # images in a split, a subset, a measurement
+MAX_EPOCHS = 10_000
+MAX_BATCH = 65_536            # images in one batch
+MAX_THREADS = 256             # torch threads for latency (100,000 segfaulted torch)
+MAX_SEED = 2 ** 32 - 1
 
 
 def positive_float(key: str, value: Any) -> float:
@@ -177,11 +189,11 @@ class DataConfig:
         return cls(
             source=source,
             path=str(d["path"]),
-            train_subset=non_negative_int("data.train_subset", d["train_subset"]),
-            test_subset=non_negative_int("data.test_subset", d["test_subset"]),
-            synthetic_train_size=positive_int("data.synthetic_train_size", d["synthetic_train_size"]),
-            synthetic_test_size=positive_int("data.synthetic_test_size", d["synthetic_test_size"]),
-            seed=non_negative_int("data.seed", d["seed"]),
+            train_subset=non_negative_int("data.train_subset", d["train_subset"], MAX_IMAGES),
+            test_subset=non_negative_int("data.test_subset", d["test_subset"], MAX_IMAGES),
+            synthetic_train_size=positive_int("data.synthetic_train_size", d["synthetic_train_size"], MAX_IMAGES),
+            synthetic_test_size=positive_int("data.synthetic_test_size", d["synthetic_test_size"], MAX_IMAGES),
+            seed=non_negative_int("data.seed", d["seed"], MAX_SEED),
         )
 
 
@@ -193,8 +205,8 @@ class ModelConfig:
     @classmethod
     def from_params(cls, d: Mapping) -> "ModelConfig":
         _check_keys("model", d, _fields(cls))
-        return cls(width=positive_int("model.width", d["width"]),
-                   num_classes=positive_int("model.num_classes", d["num_classes"]))
+        return cls(width=positive_int("model.width", d["width"], 1024),
+                   num_classes=positive_int("model.num_classes", d["num_classes"], 100_000))
 
 
 @dataclass(frozen=True)
@@ -220,14 +232,14 @@ class TrainConfig:
         if momentum >= 1:
             raise _bad(f"{prefix}.momentum", d["momentum"], "a number in [0, 1)")
         values = dict(
-            epochs=positive_int(f"{prefix}.epochs", d["epochs"]),
-            batch_size=positive_int(f"{prefix}.batch_size", d["batch_size"]),
+            epochs=positive_int(f"{prefix}.epochs", d["epochs"], MAX_EPOCHS),
+            batch_size=positive_int(f"{prefix}.batch_size", d["batch_size"], MAX_BATCH),
             lr=positive_float(f"{prefix}.lr", d["lr"]),
             momentum=momentum,
             weight_decay=non_negative_float(f"{prefix}.weight_decay", d["weight_decay"]),
             schedule=choice(f"{prefix}.schedule", d["schedule"], SCHEDULES),
-            seed=non_negative_int(f"{prefix}.seed", d["seed"]),
-            warmup_epochs=non_negative_int(f"{prefix}.warmup_epochs", d["warmup_epochs"]),
+            seed=non_negative_int(f"{prefix}.seed", d["seed"], MAX_SEED),
+            warmup_epochs=non_negative_int(f"{prefix}.warmup_epochs", d["warmup_epochs"], MAX_EPOCHS),
             deterministic=boolean(f"{prefix}.deterministic", d["deterministic"]),
         )
         if values["warmup_epochs"] >= values["epochs"]:
@@ -256,7 +268,7 @@ class FinetuneConfig(TrainConfig):
             raise _bad(f"{prefix}.distill_alpha", d["distill_alpha"], "a number in [0, 1]")
         return cls(**cls._train_values(d, prefix),
                    recalibrate_batches=non_negative_int(f"{prefix}.recalibrate_batches",
-                                                        d["recalibrate_batches"]),
+                                                        d["recalibrate_batches"], 100_000),
                    distill_alpha=alpha,
                    distill_temperature=positive_float(f"{prefix}.distill_temperature",
                                                       d["distill_temperature"]))
@@ -297,10 +309,10 @@ class StructuredConfig:
         return cls(scope=scope,
                    criterion=choice("prune.structured.criterion", d["criterion"], PRUNE_CRITERIA),
                    layers=layers,
-                   rounds=positive_int("prune.structured.rounds", d["rounds"]),
+                   rounds=positive_int("prune.structured.rounds", d["rounds"], 100),
                    target=choice("prune.structured.target", d["target"], PRUNE_TARGETS),
                    spare_drop=spare_drop,
-                   round_to=positive_int("prune.structured.round_to", d["round_to"]),
+                   round_to=positive_int("prune.structured.round_to", d["round_to"], 1024),
                    max_layer_amount=_fraction_below_one("prune.structured.max_layer_amount",
                                                         d["max_layer_amount"]),
                    residual_scale=float(scale))
@@ -331,7 +343,7 @@ class SensitivityConfig:
         if 0 in found:
             raise _bad("sensitivity.amounts", d["amounts"], "amounts in (0, 1): 0 prunes nothing")
         return cls(amounts=tuple(sorted(found)),
-                   images=positive_int("sensitivity.images", d["images"]))
+                   images=positive_int("sensitivity.images", d["images"], MAX_IMAGES))
 
 
 @dataclass(frozen=True)
@@ -348,7 +360,7 @@ class ExportConfig:
         return cls(budget=positive_float("export.budget", d["budget"]),
                    score=choice("export.score", d["score"], EXPORT_SCORES),
                    format=choice("export.format", d["format"], EXPORT_FORMATS),
-                   images=positive_int("export.images", d["images"]))
+                   images=positive_int("export.images", d["images"], MAX_IMAGES))
 
 
 @dataclass(frozen=True)
@@ -373,9 +385,9 @@ class Int8Config:
         _check_keys("quantize.int8", d, _fields(cls))
         return cls(
             calibration_batches=positive_int("quantize.int8.calibration_batches",
-                                             d["calibration_batches"]),
+                                             d["calibration_batches"], 10_000),
             calibration_batch_size=positive_int("quantize.int8.calibration_batch_size",
-                                                d["calibration_batch_size"]),
+                                                d["calibration_batch_size"], MAX_BATCH),
             activation_observer=choice("quantize.int8.activation_observer",
                                        d["activation_observer"], ACTIVATION_OBSERVERS),
             engine=choice("quantize.int8.engine", d["engine"], INT8_ENGINES))
@@ -391,9 +403,9 @@ class EvaluateConfig:
     def from_params(cls, d: Mapping) -> "EvaluateConfig":
         _check_keys("evaluate", d, _fields(cls))
         return cls(
-            latency_threads=positive_int("evaluate.latency_threads", d["latency_threads"]),
-            latency_warmup=non_negative_int("evaluate.latency_warmup", d["latency_warmup"]),
-            latency_repeats=positive_int("evaluate.latency_repeats", d["latency_repeats"]),
+            latency_threads=positive_int("evaluate.latency_threads", d["latency_threads"], MAX_THREADS),
+            latency_warmup=non_negative_int("evaluate.latency_warmup", d["latency_warmup"], 1_000),
+            latency_repeats=positive_int("evaluate.latency_repeats", d["latency_repeats"], 10_000),
         )
 
 
