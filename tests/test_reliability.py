@@ -224,8 +224,10 @@ def test_killed_training_resumes_to_the_same_weights(project, zygote, request, t
         proc.wait()
         proc.stdout.close()
     assert proc.returncode == -signal.SIGKILL
-    assert not (run / MODEL).exists()
-    killed_epochs = [int(row["epoch"]) for row in history(run / LOG)]
+    # no declared output is left for DVC to cache: each is still under its temporary name
+    assert not (run / MODEL).exists() and not (run / LOG).exists()
+    partial_log = (run / LOG).with_name(".partial-" + (run / LOG).name)
+    killed_epochs = [int(row["epoch"]) for row in history(partial_log)]
     assert killed_epochs[:2] == [1, 2], "the per-epoch log is whole after the kill"
     last_saved = resume_epoch(resume)
 
@@ -560,3 +562,46 @@ def test_nothing_unpickles_arbitrary_objects():
     # a private temporary path) to check it; no input from outside is ever loaded this way
     assert {f: calls for f, calls in found.items() if calls} == {
         "src/squeeze/export.py": ["torch.jit.load(str(path))"]}
+
+
+# ---- a crash of any kind at a stage's last step leaves no declared output --------------------
+
+CRASH_AT_COMMIT = """
+import os, runpy, signal, sys
+from squeeze import cli
+def crash(pairs):
+    os.kill(os.getpid(), signal.{sig})  # the outputs are written; moving them into place is next
+cli.commit_outputs = crash
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGSEGV", "SIGKILL"])
+@pytest.mark.parametrize("name", ["prepare", "quantize"])
+def test_a_crash_at_the_last_step_leaves_no_output(project, tmp_path, sig, name):
+    """The quantize stage once segfaulted in its latency measurement (latency_threads 100000)
+    after it had written its model file; DVC then found an output of a failed stage. Now every
+    output is staged under a temporary name until the stage succeeds."""
+    run = copy_inputs(project, tmp_path, "data/prepared/dataset.npz", "models/base.pt")
+    if name == "prepare":
+        argv = [stage("prepare"), "--params", "params.yaml", "--out", "out/dataset.npz",
+                "--out-summary", "out/prepare.json"]
+    else:
+        argv = [stage("quantize"), "--params", "params.yaml", "--structured", "0",
+                "--unstructured", "0", "--quant", "fp32", "--base", "models/base.pt",
+                "--data", "data/prepared/dataset.npz", "--out", "out/model.pt",
+                "--out-metrics", "out/model.json"]
+    done = subprocess.run([sys.executable, "-c", CRASH_AT_COMMIT.format(sig=sig),
+                           *map(str, argv)], cwd=run, env=ENV, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == -getattr(signal, sig), done.stderr[-2000:]
+    written = sorted(p.name for p in (run / "out").iterdir())
+    # the outputs were complete, under their temporary names, when the crash came
+    assert written and all(n.startswith(".partial-") for n in written), written
+    # and the next run of the stage clears them before it writes its own
+    again = subprocess.run([sys.executable, *map(str, argv)], cwd=run, env=ENV,
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert sorted(p.name for p in (run / "out").iterdir()) == sorted(
+        n.removeprefix(".partial-") for n in written)

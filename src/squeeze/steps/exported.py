@@ -26,7 +26,9 @@ def run(cfg: ExportConfig, report: Path, data_path: Path, out: Path) -> dict:
         checked = export.export(checkpoint, fmt, out / SUFFIX[fmt], data_path, cfg.images)
         record = {"budget": cfg.budget, "score_name": cfg.score, **chosen,
                   "export": {**checked, "checkpoint": chosen["checkpoint"],
-                             "out": str(out / SUFFIX[fmt])}}
+                             # beside model.json: the folder is written under a temporary
+                             # name and moved into place when the stage succeeds (cli.run)
+                             "out": SUFFIX[fmt]}}
         write_json(out / "model.json", record)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)  # nothing half-written for DVC to see
