@@ -605,3 +605,22 @@ def test_a_crash_at_the_last_step_leaves_no_output(project, tmp_path, sig, name)
     assert again.returncode == 0, again.stderr[-2000:]
     assert sorted(p.name for p in (run / "out").iterdir()) == sorted(
         n.removeprefix(".partial-") for n in written)
+
+
+def test_data_with_more_classes_than_the_model_stops_train_in_one_line(project, zygote, tmp_path):
+    """An ImageFolder archive with an 11th class folder passes prepare (its classes are the
+    folders); train, the first stage that reads both the data and model.num_classes, stops
+    before any training and names both."""
+    from squeeze.prepared import load_prepared, save
+
+    run = copy_inputs(project, tmp_path, "data/prepared/dataset.npz")
+    ds, _, _ = load_prepared(run / "data/prepared/dataset.npz")
+    ds.classes = [*ds.classes, "zebra"]
+    save(ds, run / "data/prepared/dataset.npz")
+    cmd = dvc_command("train", run / "params.yaml")
+    line = run_failing(zygote, [cmd[1], "--params", "params.yaml", "--data",
+                                "data/prepared/dataset.npz", "--out", "out/model.pt",
+                                "--out-metrics", "out/m.json", "--out-log", "out/log.csv",
+                                "--resume", "runs/resume/x.pt"], run)
+    assert_names(line, "the data has 11 classes", "zebra", "model.num_classes is 10",
+                 "set model.num_classes: 11")

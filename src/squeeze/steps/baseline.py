@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from .. import checkpoint, models, train
-from ..config import ModelConfig, TrainConfig
+from ..config import ConfigError, ModelConfig, TrainConfig
 from ..fsutil import write_json
 from .common import file_sha256, load_data, measured, on, to_cpu
 
@@ -15,6 +15,7 @@ from .common import file_sha256, load_data, measured, on, to_cpu
 def run(model_cfg: ModelConfig, train_cfg: TrainConfig, data_path: Path, out: Path,
         out_metrics: Path, log_path: Path, resume_path: Path, device: str | None = None) -> dict:
     data = load_data(data_path, device)
+    check_classes(data.classes, model_cfg.num_classes, data_path)
     torch.manual_seed(train_cfg.seed)
     model = models.build(models.ResNetSpec.resnet18(model_cfg.width, model_cfg.num_classes))
     result = train.fit(model, data, train_cfg, name="baseline", log_path=log_path,
@@ -26,3 +27,14 @@ def run(model_cfg: ModelConfig, train_cfg: TrainConfig, data_path: Path, out: Pa
                           epoch=train_cfg.epochs, preprocess=data.preprocess)
     write_json(out_metrics, metrics)
     return metrics
+
+
+def check_classes(classes, num_classes: int, data_path: Path) -> None:
+    """The first stage that reads both the data and `model` checks that they agree: an 11th
+    class folder in an archive would otherwise end the first batch in an IndexError. The count
+    is checked, not followed: model.num_classes is what the params say the model is."""
+    if len(classes) != num_classes:
+        names = ", ".join(list(classes)[:12]) + (", ..." if len(classes) > 12 else "")
+        raise ConfigError(f"{data_path}: the data has {len(classes)} classes ({names}) but "
+                          f"model.num_classes is {num_classes}; set model.num_classes: "
+                          f"{len(classes)} in params.yaml or fix the data")
