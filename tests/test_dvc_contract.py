@@ -34,7 +34,7 @@ def test_params_are_exactly_what_the_script_declares(name):
     spec = importlib.util.spec_from_file_location(f"stage_{name}", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # stage scripts import torch only inside main()
-    declared = [re.sub(r"\$\{item\.(\w+)\}", r"{\1}", p) for p in stage["params"]]
+    declared = [re.sub(r"\$\{item\.(\w+)\}", r"{\1}", p) for p in stage.get("params", [])]
     assert sorted(declared) == sorted(module.PARAMS)
 
 

@@ -488,3 +488,40 @@ def test_documented_commands_run_in_the_quick_workspace(quick_run):
         subprocess.run(["dvc", "queue", "remove", "--all"], cwd=repo, env=env, capture_output=True)
         run(["dvc", "checkout", "-q", "--force"], repo, env)
     assert changed_stages(repo, env) == set()
+
+
+def test_an_output_edited_in_place_cannot_corrupt_the_cache(quick_run):
+    """cache.type reflink,copy (DVC's default): the workspace holds copies (or copy-on-write
+    reflinks), never hardlinks or symlinks into the cache, so truncating an output in place (as
+    root, whom a read-only bit does not stop) leaves the cache object whole, `dvc status` says
+    the stage changed, and `dvc checkout` brings the right bytes back."""
+    repo, env, _ = quick_run
+    model = repo / "models/baseline.pt"
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    md5 = next(o["md5"] for o in lock["stages"]["train"]["outs"] if o["path"] == "models/baseline.pt")
+    cached = repo / ".dvc/cache/files/md5" / md5[:2] / md5[2:]
+    before = sha(cached)
+    assert model.stat().st_nlink == 1 and not model.is_symlink()
+    with open(model, "r+b") as fh:
+        fh.truncate(1000)
+    assert sha(cached) == before
+    assert "train" in changed_stages(repo, env)
+    run(["dvc", "checkout", "--force", "models/baseline.pt"], repo, env)
+    assert sha(model) == before and changed_stages(repo, env) == set()
+
+
+def test_a_misspelt_section_stops_repro_even_when_nothing_else_would_rerun(quick_run):
+    """`evalute:` for `evaluate:` changes no stage's params; check_params depends on the file
+    itself, so `dvc repro` runs it and stops with the one-line error instead of 'up to date'."""
+    repo, env, _ = quick_run
+    path = repo / "params.yaml"
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original + b"\nevalute:\n  latency_repeats: 3\n")
+        out = run(["dvc", "repro"], repo, env, ok=False)
+        assert "error: params.yaml: unknown key params.evalute" in out, out[-3000:]
+        assert re.findall(r"Running stage '([^']+)'", out) == ["check_params"], out[-3000:]
+    finally:
+        path.write_bytes(original)
+    run(["dvc", "repro"], repo, env)  # the file as it was: check_params reruns, passes, alone
+    assert changed_stages(repo, env) == set()

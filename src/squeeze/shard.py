@@ -32,7 +32,7 @@ from typing import Callable, Mapping, Sequence
 from .errors import SqueezeError
 
 WAVES = ("baseline", "structured", "unstructured", "quantize", "report")
-WAVE_OF = {"prepare": 0, "train": 0, "sensitivity": 0, "prune_structured": 1,
+WAVE_OF = {"check_params": 0, "prepare": 0, "train": 0, "sensitivity": 0, "prune_structured": 1,
            "prune_unstructured": 2, "quantize": 3, "report": 4, "export": 4}
 EVALUATION = 0.05  # one evaluation pass plus process start-up, in baseline epochs (a guess)
 GROUPS = 12  # ResNet-18's filter groups (4 residual streams, 8 block-internal convs)
@@ -81,7 +81,7 @@ def cost(stage: Stage, params: Mapping) -> float:
         return (epochs + EVALUATION) * (1 - s) ** 2
     if kind == "quantize":
         return EVALUATION * (1 - float(item[0])) ** 2
-    return EVALUATION  # prepare, report, export
+    return EVALUATION  # check_params, prepare, report, export
 
 
 def wave_of(stage: Stage) -> int:

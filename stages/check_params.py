@@ -1,0 +1,23 @@
+"""Stage check_params: the whole params.yaml validated whenever the file changes.
+
+Every stage validates the whole file before its work (cli.run), but a stage runs only when its
+own params, code or inputs changed: a misspelt section (`evalute:` for `evaluate:`) changes no
+stage's params, so without this stage `dvc repro` would say "up to date" and `dvc exp run` would
+record an experiment in which the setting silently did nothing. This stage depends on the file
+itself, so any edit of params.yaml runs it (well under a second) and a bad file stops the run.
+Its one output, a constant line, exists so that DVC's run-cache records the check (a stage
+without outputs is never restored from it, so a fresh clone would rerun it)."""
+from squeeze import cli
+
+PARAMS = ()
+
+
+def main(args, params):
+    from squeeze.fsutil import write_text
+
+    write_text(args.out, "valid\n")  # constant: nothing downstream may depend on which params
+    print(f"{args.params}: valid")
+
+
+if __name__ == "__main__":
+    cli.run(main, cli.parser(__doc__, "--out"), PARAMS)
