@@ -269,3 +269,18 @@ def test_interrupted_fit_leaves_no_bound_method_on_the_data(tmp_path):
     device_data = DeviceData(ds, [0.5] * 3, [0.25] * 3, "cpu")
     gpu_paths.interrupted_fit(device_data, tmp_path / "resume.pt")
     assert "train_batches" not in vars(device_data)
+
+
+def test_disk_cost_adds_up_the_files_of_the_grid(tmp_path):
+    import disk_cost  # scripts/disk_cost.py
+
+    params = {"model": {"width": 4}, "quantize": {"types": ["fp32", "fp16", "int8"]},
+              "prune": {"structured": {"amounts": [0, 0.5]}, "unstructured": {"amounts": [0, 0.5]}}}
+    found = disk_cost.measure(params, tmp_path, images=(20, 10))
+    s0, s5 = found["file_bytes"]["s0"], found["file_bytes"]["s0.5"]
+    assert s5["float"] < s0["float"] and s0["int8"] < s0["fp16"] < s0["fp32"]
+    expected = (s0["float"] + (s0["float"] + s5["float"]) * 3  # baseline, structured, 2 x unstructured
+                + 2 * sum(r[q] for r in (s0, s5) for q in ("fp32", "fp16", "int8"))
+                + found["dataset_bytes"])
+    assert found["cache_mib"] == round(expected / 2 ** 20, 1)
+    assert found["disk_mib_with_copies"] == round(2 * expected / 2 ** 20, 1)
