@@ -89,3 +89,23 @@ def test_describe_names_the_levers_that_are_on():
         "3 epochs, batch 128, SGD lr 0.01 cosine_iter, momentum 0.9, weight decay 0.0005, "
         "1-epoch warm-up, BN recalibrated on 50 batches, distilled (alpha 0.7, T 4)")
     assert lines["pruning"].startswith("structured l1 layerwise block-internal in 3 rounds at ")
+
+
+def test_describe_names_the_residual_tilt_and_the_global_cap():
+    """A `tilt25` run (residual_scale 0.25) and a global run read differently from the study's."""
+    rows = [{"structured": 0.0, "unstructured": 0.0, "params": 1, "cpu": "x",
+             "latency_threads": 2, "latency_repeats": 10}]
+    tilted = with_profile("cpu")
+    tilted["prune"]["structured"]["residual_scale"] = 0.25
+    lines = dict(provenance.describe(tilted, {"train_images": 1, "test_images": 1}, rows, [],
+                                     profiles_dir=PROFILES))
+    assert "residual-tied layers at 0.25 x the amount" in lines["pruning"]
+    assert lines["latency measured on"] == "x, 2 threads, 10 timed runs"
+    capped = with_profile("cpu")
+    capped["prune"]["structured"].update(scope="global", max_layer_amount=0.8)
+    lines = dict(provenance.describe(capped, {"train_images": 1, "test_images": 1}, rows, [],
+                                     profiles_dir=PROFILES))
+    assert "structured l1 global, at most 0.8 of any group" in lines["pruning"]
+    study = dict(provenance.describe(with_profile("cpu"), {"train_images": 1, "test_images": 1},
+                                     rows, [], profiles_dir=PROFILES))
+    assert "residual" not in study["pruning"] and "at most" not in study["pruning"]

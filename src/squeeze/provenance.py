@@ -97,8 +97,9 @@ def describe(params: Mapping, prepared: Mapping, rows: Sequence[Mapping],
     if "int8" in types:
         quant += (f" (int8: {int8.activation_observer} observer, {int8.calibration_batches} x "
                   f"{int8.calibration_batch_size} calibration images)")
-    machines = sorted({f"{r['cpu']}, {r['latency_threads']} threads" for r in rows
-                       if r.get("cpu")})
+    machines = sorted({f"{r['cpu']}, {r['latency_threads']} threads"
+                       + (f", {r['latency_repeats']} timed runs" if r.get("latency_repeats") else "")
+                       for r in rows if r.get("cpu")})
     computed = sorted({f"{r['device']} ({r['device_name']})" for r in rows if r.get("device")})
     return [
         ("profile", profile),
@@ -117,6 +118,10 @@ def describe(params: Mapping, prepared: Mapping, rows: Sequence[Mapping],
                        if structured.spare_drop else "")
                     + (f", channels rounded to multiples of {structured.round_to}"
                        if structured.round_to > 1 else "")
+                    + (f", at most {structured.max_layer_amount:g} of any group"
+                       if structured.scope == "global" else "")
+                    + (f", residual-tied layers at {structured.residual_scale:g} x the amount"
+                       if structured.residual_scale != 1 else "")
                     + f" at {_amounts(structured_amounts)}; unstructured magnitude "
                     f"{unstructured.scope} at {_amounts(unstructured_amounts)}"),
         ("quantization", quant),
