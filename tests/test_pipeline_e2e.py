@@ -193,7 +193,7 @@ def test_code_edits_rerun_exactly_the_stages_that_run_that_code(quick_run):
     outputs change): editing the augmentation lists train and every stage after it that runs it."""
     all_stages = set(run(["dvc", "stage", "list", "--name-only"], repo, env).split())
     # export runs no training code: it loads checkpoints and reads the report
-    training = {s for s in all_stages if s not in ("prepare", "report", "export")}
+    training = {s for s in all_stages if s not in ("check_params", "prepare", "report", "export")}
     quantize = {s for s in all_stages if s.startswith("quantize@")}
     cases = {"src/squeeze/batches.py": training,   # the augmentation: training and downstream
              "src/squeeze/evaluation.py": training,
@@ -237,14 +237,15 @@ def test_a_growing_grid_reruns_only_new_items(quick_run):
 
 
 def test_a_bad_value_on_a_fresh_clone_fails_in_the_first_stage(tmp_path):
-    """A bad grid value is reported by `prepare`, before any data is read or any model trained."""
+    """A bad grid value is reported by the first stage, check_params, before any data is read or
+    any model trained."""
     env = environment()
     repo = fresh_clone(tmp_path / "clone", env)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["prune"]["structured"]["amounts"] = [0, 0.1, 1.2]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run(["dvc", "repro"], repo, env, ok=False)
-    assert re.findall(r"Running stage '([^']+)'", out) == ["prepare"], out[-3000:]
+    assert re.findall(r"Running stage '([^']+)'", out) == ["check_params"], out[-3000:]
     assert ("error: params.yaml: prune.structured.amounts contains 1.2; each amount must be a "
             "number in [0, 1)") in out
     assert not (repo / "data").exists() and not (repo / "metrics").exists()
