@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import benchlib  # noqa: E402  (beside this file: scripts/ is sys.path[0] when run directly)
 from squeeze import data, profiles  # noqa: E402
-from squeeze.config import TrainConfig, grid, load_params, section  # noqa: E402
+from squeeze.config import load_params, validate  # noqa: E402
 from squeeze.fsutil import read_json, write_json  # noqa: E402
 from squeeze.prepared import Dataset  # noqa: E402
 
@@ -75,13 +75,13 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
 
     params = load_params(ROOT / "params.yaml")
-    evaluate = section(params, "evaluate")
-    settings = {"warmup": evaluate["latency_warmup"], "repeats": evaluate["latency_repeats"],
+    cfg = validate(params)
+    settings = {"warmup": cfg.evaluate.latency_warmup, "repeats": cfg.evaluate.latency_repeats,
                 **SETTINGS["quick" if args.quick else "full"]}
-    threads = args.threads or evaluate["latency_threads"]
+    threads = args.threads or cfg.evaluate.latency_threads
     only = set(args.only.split(",")) if args.only else set(SECTIONS)
-    width = settings["latency_width"] or section(params, "model")["width"]
-    structured, unstructured_amounts, _ = grid(params)
+    width = settings["latency_width"] or cfg.model.width
+    structured, unstructured_amounts, _ = cfg.grid
     unstructured = max(unstructured_amounts)
     latency = {"width": width, "threads": threads, "warmup": settings["warmup"],
                "repeats": settings["repeats"]}
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
             folder = (benchlib.extract_train_split(Path(args.data), Path(tmp))
                       if args.data and not args.quick else None)
             timed(results, "data_path", lambda: benchlib.data_path(
-                ds, mean, std, batch_size=section(params, "train")["batch_size"],
+                ds, mean, std, batch_size=cfg.train.batch_size,
                 batches_per_round=settings["batches_per_round"], rounds=settings["rounds"],
                 imagefolder=folder))
     if "int8" in only:
@@ -169,10 +169,11 @@ def training(params: dict, ds, mean, std, settings: dict, threads: int) -> dict:
     out = {}
     for name, p, images in (("baseline", params, settings["train_images"]),
                             ("quick_profile", quick, settings["quick_train_images"])):
-        width = section(p, "model")["width"]
+        parsed = validate(p)
+        width = parsed.model.width
         if name == "baseline" and settings["train_width"]:
             width = settings["train_width"]
-        cfg = TrainConfig.from_params(section(p, "train"))
+        cfg = parsed.train
         out[name] = benchlib.training_throughput(ds, mean, std, width=width, cfg=cfg,
                                                  images=images, threads=threads)
     return out

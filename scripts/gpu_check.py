@@ -40,8 +40,7 @@ import torch  # noqa: E402
 from squeeze import data, models, prepared, train  # noqa: E402
 from squeeze import device as devices  # noqa: E402
 from squeeze.batches import DeviceData  # noqa: E402
-from squeeze.config import (EvaluateConfig, FinetuneConfig, Int8Config,  # noqa: E402
-                            ModelConfig, StructuredConfig, TrainConfig, load_params, section)
+from squeeze.config import load_params, validate  # noqa: E402
 from squeeze.fsutil import write_json  # noqa: E402
 from squeeze.steps import baseline as baseline_step  # noqa: E402
 from squeeze.steps import quantized as quantized_step  # noqa: E402
@@ -55,14 +54,14 @@ TINY = {"width": 4, "train_images": 256, "test_images": 64, "budget_seconds": 2.
 
 
 def configs(params: dict, tiny: bool) -> dict:
+    parsed = validate(params)
     cfg = {
-        "model": ModelConfig.from_params(section(params, "model")),
-        "train": TrainConfig.from_params(section(params, "train")),
-        "prune": StructuredConfig.from_params(section(params, "prune.structured")),
-        "finetune": replace(FinetuneConfig.from_params(section(params, "finetune.structured"),
-                                                    "finetune.structured"), epochs=1),
-        "int8": Int8Config.from_params(section(params, "quantize.int8")),
-        "evaluate": EvaluateConfig.from_params(section(params, "evaluate")),
+        "model": parsed.model,
+        "train": parsed.train,
+        "prune": parsed.prune.structured,
+        "finetune": replace(parsed.finetune.structured, epochs=1),
+        "int8": parsed.quantize.int8,
+        "evaluate": parsed.evaluate,
     }
     if tiny:
         cfg["model"] = replace(cfg["model"], width=TINY["width"])

@@ -2,7 +2,6 @@
 recommend), exported to models/export/ and checked against its checkpoint (python -m squeeze
 export); models/export/model.json says which model, its accuracy and score, and the check."""
 from squeeze import cli
-from squeeze.config import ExportConfig, section
 
 PARAMS = ("export",)
 
@@ -10,7 +9,7 @@ PARAMS = ("export",)
 def main(args, params):
     from squeeze.steps import exported
 
-    print(exported.run(ExportConfig.from_params(section(params, "export")), args.report,
+    print(exported.run(params.export, args.report,
                        args.data, args.out))
 
 

@@ -1,12 +1,11 @@
 """Stage prepare: data source -> data/prepared/dataset.npz (uint8 arrays, decoded once)."""
 from squeeze import cli
-from squeeze.config import DataConfig, section
 
 PARAMS = ("data",)
 
 
 def configs(args, params) -> dict:
-    return {"cfg": DataConfig.from_params(section(params, "data"))}
+    return {"cfg": params.data}
 
 
 def main(args, params):

@@ -1,6 +1,6 @@
 """Stage prune_structured@<s>: filter pruning of the baseline at amount s, then a fine-tune."""
 from squeeze import cli
-from squeeze.config import FinetuneConfig, StructuredConfig, amount_arg, section
+from squeeze.config import amount_arg
 
 PARAMS = ("prune.structured.scope", "prune.structured.criterion", "prune.structured.layers",
           "prune.structured.rounds", "prune.structured.target", "prune.structured.spare_drop",
@@ -9,10 +9,10 @@ PARAMS = ("prune.structured.scope", "prune.structured.criterion", "prune.structu
 
 
 def configs(args, params) -> dict:
-    return {"amount": amount_arg(args.amount, "prune.structured.amounts"),
-            "prune_cfg": StructuredConfig.from_params(section(params, "prune.structured")),
-            "finetune_cfg": FinetuneConfig.from_params(section(params, "finetune.structured"),
-                                                       "finetune.structured")}
+    return {"amount": params.prune.structured.check_amount(
+                amount_arg(args.amount, "prune.structured.amounts")),
+            "prune_cfg": params.prune.structured,
+            "finetune_cfg": params.finetune.structured}
 
 
 def main(args, params):

@@ -1,6 +1,6 @@
 """Stage prune_unstructured@<s>-<u>: magnitude pruning of a structured model, then a fine-tune."""
 from squeeze import cli
-from squeeze.config import FinetuneConfig, UnstructuredConfig, amount_arg, section
+from squeeze.config import amount_arg
 
 PARAMS = ("prune.unstructured.scope", "finetune.unstructured")
 
@@ -8,9 +8,8 @@ PARAMS = ("prune.unstructured.scope", "finetune.unstructured")
 def configs(args, params) -> dict:
     return {"structured": amount_arg(args.structured, "prune.structured.amounts"),
             "amount": amount_arg(args.amount, "prune.unstructured.amounts"),
-            "prune_cfg": UnstructuredConfig.from_params(section(params, "prune.unstructured")),
-            "finetune_cfg": FinetuneConfig.from_params(section(params, "finetune.unstructured"),
-                                                       "finetune.unstructured")}
+            "prune_cfg": params.prune.unstructured,
+            "finetune_cfg": params.finetune.unstructured}
 
 
 def main(args, params):

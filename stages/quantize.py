@@ -1,6 +1,6 @@
 """Stage quantize@<s>-<u>-<q>: post-training quantization of one model, and its measurement."""
 from squeeze import cli
-from squeeze.config import EvaluateConfig, Int8Config, amount_arg, quant_arg, section
+from squeeze.config import amount_arg, quant_arg
 
 PARAMS = ("quantize.{quant}", "evaluate")  # {quant}: this stage's type; fp32 and fp16 hold {}
 
@@ -10,9 +10,8 @@ def configs(args, params) -> dict:
     return {"structured": amount_arg(args.structured, "prune.structured.amounts"),
             "unstructured": amount_arg(args.unstructured, "prune.unstructured.amounts"),
             "quant": quant,
-            "int8_cfg": (Int8Config.from_params(section(params, "quantize.int8"))
-                         if quant == "int8" else None),
-            "eval_cfg": EvaluateConfig.from_params(section(params, "evaluate"))}
+            "int8_cfg": params.quantize.int8 if quant == "int8" else None,
+            "eval_cfg": params.evaluate}
 
 
 def main(args, params):

@@ -10,7 +10,7 @@ def main(args, params):
     from squeeze import figures, provenance, report
     from squeeze.fsutil import read_json
 
-    grid = report.Grid.from_params(params)
+    grid = params.grid
     report.require_files([args.prepared])
     prepared = read_json(args.prepared)
     result = report.load(grid, args.metrics, prepared["test_images"])

@@ -2,15 +2,12 @@
 (Li et al. 2017, Figure 2); accuracy on held-out training images -> a CSV the report draws and
 prune_structured reads when prune.structured.spare_drop > 0."""
 from squeeze import cli
-from squeeze.config import SensitivityConfig, choice, PRUNE_CRITERIA, section
 
 PARAMS = ("sensitivity", "prune.structured.criterion")
 
 
 def configs(args, params) -> dict:
-    return {"cfg": SensitivityConfig.from_params(section(params, "sensitivity")),
-            "criterion": choice("prune.structured.criterion",
-                                section(params, "prune.structured")["criterion"], PRUNE_CRITERIA)}
+    return {"cfg": params.sensitivity, "criterion": params.prune.structured.criterion}
 
 
 def main(args, params):

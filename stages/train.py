@@ -1,13 +1,11 @@
 """Stage train: the baseline ResNet-18, trained with the study's recipe."""
 from squeeze import cli
-from squeeze.config import ModelConfig, TrainConfig, section
 
 PARAMS = ("model", "train")
 
 
 def configs(args, params) -> dict:
-    return {"model_cfg": ModelConfig.from_params(section(params, "model")),
-            "train_cfg": TrainConfig.from_params(section(params, "train"), "train")}
+    return {"model_cfg": params.model, "train_cfg": params.train}
 
 
 def main(args, params):

@@ -51,19 +51,15 @@ def test_project_params_are_valid(params):
     train = TrainConfig.from_params(params["train"])
     assert train.lr == raw["train"]["lr"] and isinstance(train.lr, float)
     assert train.epochs == raw["train"]["epochs"]
+    parsed = config.Params.parse(params)
     for kind in ("structured", "unstructured"):
-        ft = FinetuneConfig.from_params(config.section(params, f"finetune.{kind}"),
-                                     prefix=f"finetune.{kind}")
-        assert ft.epochs == raw["finetune"][kind]["epochs"]
-    structured = StructuredConfig.from_params(config.section(params, "prune.structured"))
-    assert structured.scope == raw["prune"]["structured"]["scope"]
-    UnstructuredConfig.from_params(config.section(params, "prune.unstructured"))
-    Int8Config.from_params(params["quantize"]["int8"])
-    EvaluateConfig.from_params(params["evaluate"])
-    s, u, q = config.grid(params)
-    assert s == tuple(float(a) for a in raw["prune"]["structured"]["amounts"])
-    assert q == tuple(raw["quantize"]["types"])
-    config.validate(params)
+        ft = getattr(parsed.finetune, kind)
+        assert isinstance(ft, FinetuneConfig) and ft.epochs == raw["finetune"][kind]["epochs"]
+        assert getattr(parsed.grid, kind) == tuple(raw["prune"][kind]["amounts"])
+    assert parsed.prune.structured.scope == raw["prune"]["structured"]["scope"]
+    assert parsed.quantize.int8.engine == raw["quantize"]["int8"]["engine"]
+    assert parsed.evaluate.latency_repeats == raw["evaluate"]["latency_repeats"]
+    assert parsed.grid.types == tuple(raw["quantize"]["types"])
     assert params == raw, "parsing does not modify the params"
 
 
@@ -133,7 +129,7 @@ def test_model_width_must_be_a_positive_integer(params, value):
     ("lr", float("inf"), "number > 0"),
     ("lr", "0.1", "number > 0"),
     ("momentum", 1.0, "[0, 1)"),
-    ("momentum", -0.5, "number >= 0"),
+    ("momentum", -0.5, "a number in [0, 1)"),
     ("weight_decay", -1e-4, "number >= 0"),
     ("schedule", "step", "cosine, cosine_iter, constant"),
 ])
@@ -144,7 +140,7 @@ def test_bad_train_values_are_named(params, key, value, allowed):
 
 
 def test_train_errors_use_the_given_prefix(params):
-    section = config.section(params, "finetune.structured")
+    section = params["finetune"]["structured"]
     section["epochs"] = 0
     assert_config_error(lambda: FinetuneConfig.from_params(section, prefix="finetune.structured"),
                         "finetune.structured.epochs = 0")
@@ -178,15 +174,13 @@ def test_missing_key_is_named(params):
 
 def test_missing_section_is_named(params):
     del params["prune"]["structured"]
-    assert_config_error(lambda: config.section(params, "prune.structured"),
-                        "section 'prune.structured' is missing")
-    assert_config_error(lambda: config.grid(params), "prune.structured")
+    assert_config_error(lambda: config.validate(params), "key prune.structured is missing")
 
 
 # ---- pruning amounts and quant types -----------------------------------------------------------
 
 def test_amounts_accepts_a_valid_grid():
-    assert config.amounts("k", [0, 0.25, 0.999]) == (0.0, 0.25, 0.999)
+    assert config.AMOUNTS.check("k", [0, 0.25, 0.999]) == (0.0, 0.25, 0.999)
 
 
 @pytest.mark.parametrize("value, fragment", [
@@ -204,7 +198,7 @@ def test_amounts_accepts_a_valid_grid():
     (None, "None"),
 ])
 def test_bad_amounts_are_named(value, fragment):
-    assert_config_error(lambda: config.amounts("prune.structured.amounts", value),
+    assert_config_error(lambda: config.AMOUNTS.check("prune.structured.amounts", value),
                         "prune.structured.amounts", fragment)
 
 
@@ -216,17 +210,18 @@ def test_amounts_error_via_params(params):
 @pytest.mark.parametrize("value, fragment", [
     (["fp32", "int4"], "'int4'"),
     (["bf16"], "'bf16'"),
-    (["fp32", "fp32"], "repeats a type"),
+    (["fp32", "fp32"], "repeats ['fp32']; types must be distinct"),
     ([], "non-empty list"),
     ("fp32", "'fp32'"),
 ])
-def test_bad_quant_types_are_named(value, fragment):
-    assert_config_error(lambda: config.quant_types("quantize.types", value),
-                        "quantize.types", fragment)
+def test_bad_quant_types_are_named(params, value, fragment):
+    with_value(params, "quantize.types", value)
+    assert_config_error(lambda: config.validate(params), "quantize.types", fragment)
 
 
-def test_quant_types_accepts_all_known_types():
-    assert config.quant_types("k", ["int8", "fp32"]) == ("int8", "fp32")
+def test_quant_types_accepts_all_known_types(params):
+    with_value(params, "quantize.types", ["int8", "fp32"])
+    assert config.validate(params).grid.types == ("int8", "fp32")
 
 
 # ---- stage amount arguments -------------------------------------------------------------------
@@ -249,6 +244,7 @@ def test_quant_arg():
     ("prune.structured.amounts", [0, 0.1, 1.2], ["prune.structured.amounts", "1.2", "[0, 1)"]),
     ("prune.unstructured.scope", "everywhere", ["prune.unstructured.scope", "'everywhere'"]),
     ("quantize.int8.engine", "tpu", ["quantize.int8.engine", "'tpu'", "x86"]),
+    ("quantize.int8.activation_observer", "mean", ["activation_observer", "'mean'", "minmax"]),
     ("quantize.fp16", {"bits": 16}, ["quantize.fp16", "no settings"]),
     ("quantize.types", ["fp32", "int4"], ["quantize.types", "'int4'"]),
     ("finetune.unstructured.lr", -1, ["finetune.unstructured.lr", "-1", "> 0"]),
@@ -296,14 +292,18 @@ def test_validate_names_a_missing_section(params):
     assert_config_error(lambda: config.validate(params), "evaluate", "missing")
 
 
-def test_restrict_keeps_only_declared_keys(params):
-    view = config.restrict(params, ["prune.structured.scope", "finetune.structured"])
-    assert view == {"prune": {"structured": {"scope": params["prune"]["structured"]["scope"]}},
-                    "finetune": {"structured": params["finetune"]["structured"]}}
-    view["finetune"]["structured"]["lr"] = 99  # a copy: the stage cannot change the params
-    assert params["finetune"]["structured"]["lr"] != 99
-    assert_config_error(lambda: config.restrict(params, ["quantize.int4"]), "quantize.int4",
-                        "missing")
+def test_a_view_keeps_only_declared_keys(params):
+    parsed = config.validate(params)
+    view = parsed.only(["prune.structured.scope", "finetune.structured"])
+    assert view.prune.structured.scope == parsed.prune.structured.scope
+    assert view.finetune.structured == parsed.finetune.structured
+    for read in (lambda: view.prune.structured.criterion, lambda: view.finetune.unstructured.lr,
+                 lambda: view.grid.types, lambda: view.train):
+        with pytest.raises(config.UndeclaredParam):
+            hidden = read()
+            bool(hidden) if not isinstance(hidden, config.Section) else hidden.epochs + 0
+    assert parsed.prune.structured.criterion == params["prune"]["structured"]["criterion"]
+    assert_config_error(lambda: parsed.only(["quantize.int4"]), "quantize.int4", "missing")
 
 
 def test_dotted_keys():
@@ -336,7 +336,7 @@ def test_load_params_errors(tmp_path):
     ("finetune.structured.deterministic", 1, "true or false"),
     ("prune.structured.target", "flops", "one of channels, params, ops"),
     ("prune.structured.spare_drop", 1.0, "a number in [0, 1)"),
-    ("prune.structured.spare_drop", -0.1, "a number >= 0"),
+    ("prune.structured.spare_drop", -0.1, "a number in [0, 1)"),
     ("prune.structured.round_to", 0, "an integer from 1 to"),
     ("sensitivity.amounts", [0, 0.5], "amounts in (0, 1)"),
     ("sensitivity.amounts", [0.5, 1.0], "each amount must be a number in [0, 1)"),

@@ -59,23 +59,45 @@ def load_stage(name: str):
 @pytest.mark.parametrize("name", ["prepare", "train", "prune_structured", "prune_unstructured",
                                   "quantize"])
 def test_each_stage_builds_its_configs_from_its_declared_params_alone(name, profile):
-    """What a stage parses comes from the keys it declares: its configs build from
-    `restrict(params, PARAMS)` for every grid item (a key read but not declared fails here)."""
+    """What a stage reads comes from the keys it declares: its configs build from
+    `Params.only(PARAMS)` for every grid item, and hold no Hidden setting (a key read but not
+    declared fails here)."""
     import argparse
+    from dataclasses import fields, is_dataclass
 
     from squeeze import cli, profiles
-    from squeeze.config import dotted_set, grid, load_params, restrict
+    from squeeze.config import Hidden, dotted_set, load_params, validate
+
+    def hidden_inside(value) -> list:
+        if isinstance(value, Hidden):
+            return [value]
+        if is_dataclass(value):
+            return [h for f in fields(value) for h in hidden_inside(getattr(value, f.name))]
+        return []
 
     params = load_params(ROOT / "params.yaml")
     if profile:
         for key, value in profiles.load(profile, ROOT / "profiles").items():
             dotted_set(params, key, value)
+    parsed = validate(params)
     module = load_stage(name)
-    structured, unstructured, quants = grid(params)
     items = [{"amount": str(s), "structured": str(s), "unstructured": str(u), "quant": q}
-             for s in structured for u in unstructured for q in quants]
+             for s, u, q in parsed.grid.points()]
     for item in items:
         args = argparse.Namespace(**item)
-        built = module.configs(args, restrict(params, cli.declared(module.PARAMS, args)))
+        built = module.configs(args, parsed.only(cli.declared(module.PARAMS, args)))
         assert built and all(value is not None for key, value in built.items()
                              if key != "int8_cfg")
+        assert not [h for value in built.values() for h in hidden_inside(value)]
+
+
+def test_a_stage_that_reads_an_undeclared_key_fails():
+    """The check above can fail: a stage reading the grid (which no stage declares) gets Hidden."""
+    from squeeze.config import UndeclaredParam, load_params, validate
+
+    view = validate(load_params(ROOT / "params.yaml")).only(["prune.structured.scope"])
+    assert view.prune.structured.scope == "layerwise" or view.prune.structured.scope
+    with pytest.raises(UndeclaredParam, match="prune.structured.amounts"):
+        len(view.grid.structured)
+    with pytest.raises(UndeclaredParam, match="train.epochs"):
+        view.train.epochs + 1

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from squeeze import figures, report
+from squeeze.config import Grid
 from test_report import QUICK_GRID, write_inputs
 
 N = 1000  # test images of the reports whose figures draw 95% intervals
@@ -284,7 +285,7 @@ def test_a_full_grid_of_runs_is_told_apart():
 
 
 def test_figures_of_a_grid_without_fine_tunes_are_still_drawn(tmp_path):
-    grid = report.Grid((0,), (0,), ("fp32",))
+    grid = Grid((0,), (0,), ("fp32",))
     single = report.load(grid, write_inputs(tmp_path, grid), test_images=N)
     assert plotted(figures.figure_finetune_loss(single)) == {}
     assert by_axis(figures.figure_tradeoff_final(single))[0]["Pareto front"] == 1

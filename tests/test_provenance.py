@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import yaml
 
 from squeeze import provenance
-from squeeze.config import dotted_set
+from squeeze.config import (NOTHING, Params, dotted_set, integer, leaves, setting, validate,
+                            value_at)
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ROOT / "profiles"
@@ -17,7 +19,7 @@ def study_params() -> dict:
     return yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
-def with_profile(name: str) -> dict:
+def with_profile(name: str) -> dict:  # the raw tree: tests change values before parsing
     params = study_params()
     for key, value in yaml.safe_load((PROFILES / f"{name}.yaml").read_text()).items():
         dotted_set(params, key, value)
@@ -29,18 +31,18 @@ def curve(run: str, stage: str, seconds: float, speed: float) -> dict:
 
 
 def test_params_match_the_profile_they_were_made_from():
-    assert provenance.matching_profiles(with_profile("quick"), PROFILES) == ["quick"]
-    assert provenance.matching_profiles(with_profile("cpu"), PROFILES) == ["cpu"]
-    assert provenance.matching_profiles(study_params(), PROFILES) == []
+    assert provenance.matching_profiles(validate(with_profile("quick")), PROFILES) == ["quick"]
+    assert provenance.matching_profiles(validate(with_profile("cpu")), PROFILES) == ["cpu"]
+    assert provenance.matching_profiles(validate(study_params()), PROFILES) == []
 
 
 def test_one_changed_setting_breaks_the_match_but_data_paths_do_not():
     params = with_profile("cpu")
     params["data"].update(source="folder", path="elsewhere/cifar.tar.gz")  # what --data sets
-    assert provenance.matching_profiles(params, PROFILES) == ["cpu"]
+    assert provenance.matching_profiles(validate(params), PROFILES) == ["cpu"]
     changed = copy.deepcopy(params)
     changed["train"]["epochs"] = 13
-    assert provenance.matching_profiles(changed, PROFILES) == []
+    assert provenance.matching_profiles(validate(changed), PROFILES) == []
 
 
 def test_training_time_sums_the_logged_epochs():
@@ -53,59 +55,65 @@ def test_training_time_sums_the_logged_epochs():
     assert provenance.training_time([]) == "no baseline log"
 
 
-def test_describe_names_every_setting_that_decides_the_numbers():
+ROWS = [{"structured": 0.0, "unstructured": 0.0, "params": 702_346, "cpu": "AMD EPYC",
+         "latency_threads": 2, "latency_repeats": 10}]
+
+
+def describe(raw: dict, keys=None) -> dict:
+    parsed = validate(raw)
+    return dict(provenance.describe(parsed.only(keys) if keys else parsed,
+                                    {"train_images": 50_000, "test_images": 10_000}, ROWS,
+                                    [curve("baseline", "baseline", 60.0, 800.0)],
+                                    profiles_dir=PROFILES))
+
+
+def test_describe_says_what_was_measured_and_where():
     params = with_profile("cpu")
     params["data"].update(source="folder", path="../shared/data/cifar10-jpeg.tar.gz")
-    rows = [{"structured": 0.0, "unstructured": 0.0, "params": 702_346, "cpu": "AMD EPYC",
-             "latency_threads": 2}]
-    lines = dict(provenance.describe(params, {"train_images": 50_000, "test_images": 10_000},
-                                     rows, [curve("baseline", "baseline", 60.0, 800.0)],
-                                     profiles_dir=PROFILES))
+    lines = describe(params)
     assert lines["profile"] == "`cpu` (profiles/cpu.yaml)"
-    assert lines["data"] == ("folder `../shared/data/cifar10-jpeg.tar.gz`: 50,000 train / "
-                             "10,000 test images")
-    assert lines["model"] == "ResNet-18, width 16 (702,346 parameters)"
-    assert lines["baseline training"] == ("12 epochs, batch 128, SGD lr 0.05 cosine, momentum 0.9, "
-                                          "weight decay 0.0005")
-    assert lines["unstructured fine-tune"].startswith("1 epoch, batch 128, SGD lr 0.005 ")
-    assert lines["pruning"] == ("structured l1 layerwise at [0, 0.3, 0.5, 0.7]; unstructured "
-                                "magnitude global at [0, 0.3, 0.6]")
-    assert lines["quantization"] == ("fp32, fp16, int8 (int8: minmax observer, 8 x 128 "
-                                     "calibration images)")
-    assert lines["latency measured on"] == "AMD EPYC, 2 threads"
+    assert lines["images"] == ("folder `../shared/data/cifar10-jpeg.tar.gz`: 50,000 train / "
+                               "10,000 test images")
+    assert lines["network"] == "ResNet-18, width 16 (702,346 parameters)"
+    assert lines["latency measured on"] == "AMD EPYC, 2 threads, 10 timed runs"
     assert lines["software (at report time)"].startswith("torch ")
 
 
-def test_describe_names_the_levers_that_are_on():
+def test_describe_has_a_row_per_section_with_every_setting_of_the_schema():
+    """Generated from the schema, so no setting can be left out: every leaf of params.yaml (the
+    grid's lists in their sections) is in the row of its section, as `name value`."""
     params = with_profile("cpu")
-    params["finetune"]["structured"].update(schedule="cosine_iter", warmup_epochs=1,
-                                            recalibrate_batches=50, distill_alpha=0.7)
-    params["prune"]["structured"].update(layers="block-internal", rounds=3)
-    rows = [{"structured": 0.0, "unstructured": 0.0, "params": 1, "cpu": "x",
-             "latency_threads": 2}]
-    lines = dict(provenance.describe(params, {"train_images": 1, "test_images": 1}, rows, [],
-                                     profiles_dir=PROFILES))
-    assert lines["structured fine-tune"] == (
-        "3 epochs, batch 128, SGD lr 0.01 cosine_iter, momentum 0.9, weight decay 0.0005, "
-        "1-epoch warm-up, BN recalibrated on 50 batches, distilled (alpha 0.7, T 4)")
-    assert lines["pruning"].startswith("structured l1 layerwise block-internal in 3 rounds at ")
+    params["prune"]["structured"].update(residual_scale=0.25, max_layer_amount=0.8)
+    lines = describe(params)
+    assert lines["train"] == ("epochs 12, batch_size 128, lr 0.05, momentum 0.9, weight_decay "
+                              "0.0005, schedule cosine, seed 0, warmup_epochs 0, "
+                              "deterministic false")
+    assert lines["prune.structured"].startswith("amounts [0, 0.3, 0.5, 0.7], scope layerwise, ")
+    assert "residual_scale 0.25" in lines["prune.structured"]
+    assert "max_layer_amount 0.8" in lines["prune.structured"]
+    assert lines["quantize"] == "types [fp32, fp16, int8]"
+    assert lines["quantize.int8"].startswith("calibration_batches 8, calibration_batch_size 128, "
+                                             "activation_observer minmax")
+    parsed = validate(params)
+    for key, f in leaves(Params):
+        section, name = key.rsplit(".", 1)
+        if f.metadata.get("rule") is not NOTHING:  # quantize.fp32/fp16 hold no settings
+            cell = f"{name} {provenance._spell(value_at(parsed, key))}"
+            assert cell in lines[section].split(", ") or cell in lines[section], key
 
 
-def test_describe_names_the_residual_tilt_and_the_global_cap():
-    """A `tilt25` run (residual_scale 0.25) and a global run read differently from the study's."""
-    rows = [{"structured": 0.0, "unstructured": 0.0, "params": 1, "cpu": "x",
-             "latency_threads": 2, "latency_repeats": 10}]
-    tilted = with_profile("cpu")
-    tilted["prune"]["structured"]["residual_scale"] = 0.25
-    lines = dict(provenance.describe(tilted, {"train_images": 1, "test_images": 1}, rows, [],
-                                     profiles_dir=PROFILES))
-    assert "residual-tied layers at 0.25 x the amount" in lines["pruning"]
-    assert lines["latency measured on"] == "x, 2 threads, 10 timed runs"
-    capped = with_profile("cpu")
-    capped["prune"]["structured"].update(scope="global", max_layer_amount=0.8)
-    lines = dict(provenance.describe(capped, {"train_images": 1, "test_images": 1}, rows, [],
-                                     profiles_dir=PROFILES))
-    assert "structured l1 global, at most 0.8 of any group" in lines["pruning"]
-    study = dict(provenance.describe(with_profile("cpu"), {"train_images": 1, "test_images": 1},
-                                     rows, [], profiles_dir=PROFILES))
-    assert "residual" not in study["pruning"] and "at most" not in study["pruning"]
+def test_a_new_setting_reaches_the_table_with_no_other_change():
+    @dataclass(frozen=True)
+    class DeeperModel(type(validate(study_params()).model)):
+        depth: int = setting(integer(10, 200), "layers", 18)
+
+    parsed = validate(study_params())
+    deeper = replace(parsed, model=DeeperModel(**asdict(parsed.model), depth=34))
+    rows = dict(provenance.settings(deeper))
+    assert rows["model"] == "width 64, num_classes 10, depth 34"
+
+
+def test_sections_the_stage_does_not_declare_are_left_out():
+    lines = describe(study_params(), keys=["data", "model", "train"])
+    assert {"data", "model", "train"} <= set(lines)
+    assert not {"export", "prune.structured", "quantize.int8"} & set(lines)

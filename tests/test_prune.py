@@ -216,8 +216,6 @@ def test_global_scope_prunes_more_at_larger_amounts():
 
 
 def test_global_scope_refuses_amounts_above_its_per_layer_cap():
-    with pytest.raises(ValueError, match="0.9 is above max_layer_amount 0.8"):
-        prune.prune_filters(fresh_model(8), 0.9, scope="global", max_layer_amount=0.8)
     with pytest.raises(ConfigError, match="contains 0.9.*max_layer_amount \\(0.8\\)"):
         StructuredConfig("global", "l1", max_layer_amount=0.8).check_amount(0.9)
     assert StructuredConfig("layerwise", "l1", max_layer_amount=0.8).check_amount(0.9) == 0.9
@@ -345,16 +343,6 @@ def test_residual_scale_prunes_residual_tied_channels_less():
     assert ops[0] > ops[1] > ops[2]
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"residual_scale": 1.5}, r"residual_scale 1.5 is not in \[0, 1\]"),
-    ({"residual_scale": 0.5, "scope": "global"}, "needs scope layerwise and layers all"),
-    ({"residual_scale": 0.5, "layers": "block-internal"}, "needs scope layerwise and layers all"),
-])
-def test_residual_scale_refuses_what_it_cannot_mean(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        prune.prune_filters(fresh_model(8), 0.5, **kwargs)
-
-
 # ---- structured: amount bounds --------------------------------------------------------------------
 
 def test_amount_zero_returns_the_model_unchanged():
@@ -363,16 +351,6 @@ def test_amount_zero_returns_the_model_unchanged():
     spec = model.spec
     assert prune.prune_filters(model, 0) is model
     assert model.spec == spec == ResNetSpec.resnet18(8)
-    assert_same_state(model.state_dict(), before)
-
-
-@pytest.mark.parametrize("amount", [1.0, -0.1, 1.5])
-def test_amount_out_of_range_raises(amount):
-    model = fresh_model(4)
-    before = copy.deepcopy(model.state_dict())
-    with pytest.raises(ValueError, match=r"not in \[0, 1\)"):
-        prune.prune_filters(model, amount)
-    assert model.spec == ResNetSpec.resnet18(4)
     assert_same_state(model.state_dict(), before)
 
 
@@ -439,12 +417,6 @@ def test_magnitude_amount_applies_to_the_remaining_weights():
     second, _ = zero_count(model)
     assert second == first + round(0.5 * (n - first))
     assert abs(prune.sparsity(model) - 0.75) <= 1 / n
-
-
-@pytest.mark.parametrize("amount", [1.0, -0.1])
-def test_magnitude_amount_out_of_range(amount):
-    with pytest.raises(ValueError, match="not in"):
-        prune.magnitude_masks(fresh_model(4), amount)
 
 
 def test_magnitude_unknown_scope():

@@ -92,11 +92,6 @@ def test_int8_needs_calibration():
         quantize.quantize(fresh_model(), "int8")
 
 
-def test_unknown_activation_observer():
-    with pytest.raises(quantize.QuantizationError, match="activation observer 'mean'"):
-        quantize.to_int8(fresh_model(), [torch.zeros(1, 3, 32, 32)], activation_observer="mean")
-
-
 def test_unknown_quant_type():
     with pytest.raises(quantize.QuantizationError, match="unknown quantization type 'int4'"):
         quantize.quantize(fresh_model(), "int4")

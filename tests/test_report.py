@@ -15,12 +15,13 @@ import pytest
 import yaml
 
 from squeeze import figures, names, profiles, report
-from squeeze.config import ConfigError, dotted_set
+from squeeze.config import ConfigError, Grid, dotted_set, grid as params_grid
+from squeeze.names import metrics_file
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG_HEADER = "epoch,train_loss,train_accuracy,test_accuracy,lr,epoch_seconds,images_per_second\n"
 QUICK = profiles.load("quick", ROOT / "profiles")
-QUICK_GRID = report.Grid(tuple(QUICK["prune.structured.amounts"]),
+QUICK_GRID = Grid(tuple(QUICK["prune.structured.amounts"]),
                          tuple(QUICK["prune.unstructured.amounts"]),
                          tuple(QUICK["quantize.types"]))
 BITS = {"fp32": 32, "fp16": 16, "int8": 8}
@@ -82,18 +83,18 @@ def write_json_file(path: Path, value: dict) -> None:
     path.write_text(json.dumps(value))
 
 
-def write_inputs(root: Path, grid: report.Grid) -> Path:
+def write_inputs(root: Path, grid: Grid) -> Path:
     """metrics/{structured,unstructured,models}/*.json and metrics/train/*.csv of the grid, as
     the pipeline names them; returns the metrics folder."""
     metrics = root / "metrics"
     for s in grid.structured:
-        write_json_file(grid.structured_file(metrics, s), fake_structured(s))
+        write_json_file(metrics_file(metrics, s), fake_structured(s))
         for u in grid.unstructured:
-            write_json_file(grid.unstructured_file(metrics, s, u), fake_unstructured(s, u))
+            write_json_file(metrics_file(metrics, s, u), fake_unstructured(s, u))
     for s, u, q in grid.points():
-        write_json_file(grid.model_file(metrics, s, u, q), fake_model(s, u, q))
+        write_json_file(metrics_file(metrics, s, u, q), fake_model(s, u, q))
     (metrics / "train").mkdir(parents=True)
-    for run, path in grid.log_files(metrics / "train"):
+    for run, path in report.log_files(grid, metrics / "train"):
         amount = run["unstructured"] if run["stage"] == "unstructured" else run["structured"]
         write_log(path, 0 if amount == 0 else EPOCHS[run["stage"]])
     (metrics / report.SENSITIVITY_FILE).write_text(SENSITIVITY_CSV)
@@ -129,9 +130,11 @@ def quick_report(quick_inputs) -> report.Report:
 
 
 def params_with_grid(structured, unstructured, types) -> dict:
-    return {"prune": {"structured": {"amounts": structured},
-                      "unstructured": {"amounts": unstructured}},
-            "quantize": {"types": types}}
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for key, value in (("prune.structured.amounts", structured),
+                       ("prune.unstructured.amounts", unstructured), ("quantize.types", types)):
+        dotted_set(params, key, value)
+    return params
 
 
 def test_report_imports_no_torch_training_pruning_or_quantization():
@@ -214,7 +217,7 @@ def test_summary_has_baseline_budgets_front_and_count(quick_report):
 
 
 def test_summary_without_baseline_in_the_grid(tmp_path):
-    grid = report.Grid((0.5,), (0, 0.5), ("int8",))
+    grid = Grid((0.5,), (0, 0.5), ("int8",))
     summary = report.load(grid, write_inputs(tmp_path, grid)).summary()
     assert summary["baseline"] is None and summary["models"] == 2
 
@@ -222,14 +225,14 @@ def test_summary_without_baseline_in_the_grid(tmp_path):
 # ---- reading the grid's files ------------------------------------------------------------------
 
 def test_files_are_named_as_dvc_interpolates_the_params_values(tmp_path):
-    grid = report.Grid.from_params(params_with_grid([0, 0.5], [0.0, 0.25], ["int8"]))
-    assert [p.relative_to(tmp_path).as_posix() for p in grid.metric_files(tmp_path)] == [
+    grid = params_grid(params_with_grid([0, 0.5], [0.0, 0.25], ["int8"]))
+    assert [p.relative_to(tmp_path).as_posix() for p in report.metric_files(grid, tmp_path)] == [
         "structured/s0.json", "structured/s0.5.json",
         "unstructured/s0-u0.0.json", "unstructured/s0-u0.25.json",
         "unstructured/s0.5-u0.0.json", "unstructured/s0.5-u0.25.json",
         "models/s0-u0.0-int8.json", "models/s0-u0.25-int8.json", "models/s0.5-u0.0-int8.json",
         "models/s0.5-u0.25-int8.json"]
-    runs = {run["run"]: path.name for run, path in grid.log_files(tmp_path)}
+    runs = {run["run"]: path.name for run, path in report.log_files(grid, tmp_path)}
     assert runs == {"baseline": "baseline.csv", "s0": "s0.csv", "s0.5": "s0.5.csv",
                     "s0-u0": "s0-u0.0.csv", "s0-u0.25": "s0-u0.25.csv",
                     "s0.5-u0": "s0.5-u0.0.csv", "s0.5-u0.25": "s0.5-u0.25.csv"}
@@ -237,7 +240,7 @@ def test_files_are_named_as_dvc_interpolates_the_params_values(tmp_path):
 
 def test_a_bad_grid_is_a_one_line_config_error():
     with pytest.raises(ConfigError, match="prune.unstructured.amounts"):
-        report.Grid.from_params(params_with_grid([0], [1.5], ["fp32"]))
+        params_grid(params_with_grid([0], [1.5], ["fp32"]))
 
 
 @pytest.mark.parametrize("missing", ["models/s0.5-u0-int8.json", "unstructured/s0.5-u0.json",
@@ -358,8 +361,10 @@ def test_stage_writes_the_report(quick_inputs, tmp_path, monkeypatch):
     assert tables.startswith("# Trade-off report\n\n## Run\n\n| setting | value |")
     run = tables.split("## Run")[1].split("##")[0]
     assert "| profile | `quick` (profiles/quick.yaml) |" in run
-    assert "| data | synthetic images: 5,000 train / 1,000 test images |" in run
-    assert "| model | ResNet-18, width 8 (11,173,962 parameters) |" in run  # fake_model's count
+    assert "| images | synthetic images: 5,000 train / 1,000 test images |" in run
+    assert "| network | ResNet-18, width 8 (11,173,962 parameters) |" in run  # fake_model's count
+    assert "| model | width 8, num_classes 10 |" in run  # every setting, section by section
+    assert "| prune.unstructured | amounts [0, 0.5], scope global |" in run
     assert "| latency measured on | test, 2 threads |" in run
     assert "| accuracy computed on | cpu (test) |" in run
     pngs = sorted(p.name for p in (out / "figures").iterdir())
@@ -534,3 +539,11 @@ def test_latency_spread_flags_a_busy_machine():
             "latency_ms_b32": 0.5, "latency_ms_b32_q1": 0.49, "latency_ms_b32_q3": 0.52}
     busy = {**calm, "latency_ms_b32_q3": 0.9}
     assert not report.latency_under_load(calm) and report.latency_under_load(busy)
+
+
+def test_a_model_name_is_read_back_by_the_module_that_writes_it():
+    for point in [(0.5, 0.3, "int8"), (0.0, None, None), (0.7, 0.0, None), (0.1, 0.9, "fp16")]:
+        assert names.parse(names.model_name(*point)) == point
+    for bad in ["x", "s0.5-x", "s0.5-u0.3-int8-1", "", "u0.5"]:
+        with pytest.raises(ValueError, match="not a model name"):
+            names.parse(bad)

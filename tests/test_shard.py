@@ -10,11 +10,13 @@ import pytest
 import yaml
 
 from squeeze import launch
-from squeeze.config import load_params
+from dataclasses import replace
+
+from squeeze.config import load_params, validate
 from squeeze.shard import Stage, ShardError, WAVES, cost, plan, repo_plan
 
 REPO = Path(__file__).resolve().parents[1]
-PARAMS = load_params(REPO / "params.yaml")
+PARAMS = validate(load_params(REPO / "params.yaml"))
 
 
 def grid_stages(structured=(0, 0.5), unstructured=(0, 0.5), quant=("fp32", "int8")):
@@ -48,14 +50,16 @@ def test_every_stage_once_in_dependency_order_and_chains_stay_on_one_worker():
 
 
 def test_costs_are_epochs_times_relative_ops_and_the_plan_balances_them():
-    params = {**PARAMS, "finetune": {"structured": {"epochs": 30}, "unstructured": {"epochs": 10}}}
+    finetune = replace(PARAMS.finetune, structured=replace(PARAMS.finetune.structured, epochs=30),
+                       unstructured=replace(PARAMS.finetune.unstructured, epochs=10))
+    params = replace(PARAMS, finetune=finetune)
     assert cost(Stage("prune_structured@0.5"), params) == pytest.approx((30 + 0.05) * 0.25)
     assert cost(Stage("prune_structured@0"), params) == pytest.approx(0.05)  # nothing to tune
     assert cost(Stage("prune_unstructured@0.7-0.5"), params) == pytest.approx((10 + 0.05) * 0.09)
     assert cost(Stage("prune_unstructured@0.5-0"), params) == pytest.approx(0.05 * 0.25)
-    assert cost(Stage("train"), params) == pytest.approx(PARAMS["train"]["epochs"] + 0.05)
-    distilled = {**params, "finetune": {**params["finetune"],
-                                       "structured": {"epochs": 30, "distill_alpha": 0.7}}}
+    assert cost(Stage("train"), params) == pytest.approx(PARAMS.train.epochs + 0.05)
+    distilled = replace(params, finetune=replace(finetune, structured=replace(
+        finetune.structured, distill_alpha=0.7)))
     assert cost(Stage("prune_structured@0.5"), distilled) == pytest.approx((30 * 1.96 + 0.05) * 0.25)
 
     stages = grid_stages(structured=(0, 0.1, 0.3, 0.5, 0.7), unstructured=(0, 0.1, 0.3, 0.5, 0.7))

@@ -20,7 +20,7 @@ from typing import Iterable, Mapping
 import yaml
 
 from . import profiles
-from .config import ConfigError, dotted_get, dotted_set, load_params, validate
+from .config import ConfigError, dotted_delete, dotted_get, dotted_set, load_params, validate
 
 _ABSENT = object()
 
@@ -59,11 +59,7 @@ def apply_sets(params: Mapping, sets: Iterable[str]) -> dict:
         if op == "~":
             if not present:
                 raise ConfigError(f"-S {text!r}: params.yaml has no key {key} to remove")
-            *parents, last = key.split(".")
-            node = out
-            for part in parents:
-                node = node[part]
-            del node[last]
+            dotted_delete(out, key)
             continue
         dotted_set(out, key, value)
     return out

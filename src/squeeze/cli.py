@@ -1,11 +1,11 @@
 """The shared entry point of every stage script: check the whole params file, hand the stage only
 the params it declares, and turn a known failure into one line.
 
-Order of work: parse arguments, load params.yaml, validate *all* of it (config.validate, no torch
-and no data touched yet), then call the stage's main with `restrict(params, PARAMS)`: the keys the
-stage declares in dvc.yaml, nothing else, so a read of an undeclared key fails in tests instead of
-making an output depend on a param DVC does not track (tests/test_dvc_contract.py holds each
-script's PARAMS equal to its dvc.yaml `params`).
+Order of work: parse arguments, load params.yaml, parse and validate *all* of it into one typed
+Params (config.Params.parse, no torch and no data touched yet), then call the stage's main with
+`Params.only(PARAMS)`: the keys the stage declares in dvc.yaml, every other setting Hidden, so a
+read of an undeclared key fails in tests instead of making an output depend on a param DVC does not
+track (tests/test_dvc_contract.py holds each script's PARAMS equal to its dvc.yaml `params`).
 
 Known failures (SqueezeError: bad params, bad data, bad checkpoint, no int8 backend, diverged
 training, a missing report input) print `error: <what, which value, what is allowed>` and exit 1
@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .config import load_params, restrict, validate
+from .config import Params, load_params, validate
 from .errors import SqueezeError
 
 
@@ -77,15 +77,13 @@ def declared(templates: Sequence[str], args: argparse.Namespace) -> list[str]:
     return [t.format(**vars(args)) for t in templates]
 
 
-def run(main: Callable[[argparse.Namespace, dict], object], parser: argparse.ArgumentParser,
+def run(main: Callable[[argparse.Namespace, Params], object], parser: argparse.ArgumentParser,
         params: Sequence[str], argv: list[str] | None = None) -> None:
     """Run a stage: main(args, the declared params) after the whole params file is validated."""
     args = parser.parse_args(argv)
     pairs = stage_outputs(args)
     try:
-        all_params = load_params(args.params)
-        validate(all_params)
-        main(args, restrict(all_params, declared(params, args)))
+        main(args, validate(load_params(args.params)).only(declared(params, args)))
         commit_outputs(pairs)
     except SqueezeError as err:
         # one line even where a message quotes a multi-line one (tarfile lists each method tried)

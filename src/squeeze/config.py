@@ -1,15 +1,22 @@
-"""params.yaml sections -> small frozen dataclasses, validated once, before any expensive work.
+"""params.yaml as one typed `Params`, declared once and validated once, before any expensive work.
 
-Every check fails with one line naming the key, the bad value and what is allowed, so a typo
-in params.yaml costs seconds, not a training run.
+Every setting is a dataclass field whose metadata holds its rule (the values allowed) and a one-line
+doc; one generic parser walks the fields, so each rule and each allowed-value list is written once
+here and nowhere else. `Params.parse` checks the whole file (no torch, no data: well under a second)
+and fails with one line naming the dotted key, the bad value and what is allowed, so a typo in
+params.yaml costs seconds, not a training run. Rules across fields live in each section's `rules`.
+
+A stage reads `Params.only(keys)`: the settings it declares in dvc.yaml, every other one replaced
+by a `Hidden` placeholder that raises on any use, so a read of an undeclared key fails in the
+tests instead of making an output depend on a param DVC does not track.
 """
 from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import yaml
 
@@ -24,15 +31,434 @@ PRUNE_LAYERS = ("all", "block-internal")
 PRUNE_TARGETS = ("channels", "params", "ops")  # what a structured amount is a fraction of
 ACTIVATION_OBSERVERS = ("histogram", "minmax")
 INT8_ENGINES = ("x86", "fbgemm", "onednn", "qnnpack")  # torch.backends.quantized engines
-SECTIONS = ("data", "model", "train", "prune", "finetune", "quantize", "evaluate", "sensitivity",
-            "export")
 EXPORT_FORMATS = ("auto", "onnx", "torchscript")  # auto: ONNX where the model has it, else TorchScript
 EXPORT_SCORES = ("score", "score_seed")
+
+# upper bounds of counts and sizes (far above any sensible run, below what breaks a process): a
+# slip of the keyboard (latency_threads: 100000, which segfaulted torch) is one line, not a crash
+MAX_IMAGES = 10_000_000       # images in a split, a subset, a measurement
+MAX_EPOCHS = 10_000
+MAX_BATCH = 65_536            # images in one batch
+MAX_THREADS = 256
+MAX_SEED = 2 ** 32 - 1
 
 
 class ConfigError(SqueezeError, ValueError):
     """A params value that is not allowed; the message is one line for the user."""
 
+
+def _bad(key: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(f"params.yaml: {key} = {value!r} is not allowed; expected {allowed}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# ---- rules: what one value may be ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Rule:
+    """The values a setting allows: `allowed` says it in words, `test` decides, `clean` converts."""
+    allowed: str
+    test: Callable[[Any], bool]
+    convert: Callable[[Any], Any] = lambda value: value
+
+    def check(self, key: str, value: Any) -> Any:
+        if not self.test(value):
+            raise _bad(key, value, self.allowed)
+        return self.convert(value)
+
+
+def integer(low: int, high: int) -> Rule:
+    return Rule(f"an integer from {low} to {high:,}",
+                lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high)
+
+
+def number(low: float = 0.0, high: float = math.inf, *, above: bool = False,
+           below: bool = True) -> Rule:
+    """A finite number from `low` (excluded if `above`) to `high` (excluded if `below`)."""
+    if high == math.inf:
+        allowed = f"a number {'>' if above else '>='} {low:g}"
+    else:
+        allowed = f"a number in {'(' if above else '['}{low:g}, {high:g}{')' if below else ']'}"
+    return Rule(allowed, lambda v: _is_number(v) and math.isfinite(v)
+                and (v > low if above else v >= low) and (v < high if below else v <= high), float)
+
+
+def one_of(allowed: Sequence[str]) -> Rule:
+    return Rule("one of " + ", ".join(allowed), lambda v: v in allowed)
+
+
+FLAG = Rule("true or false", lambda v: isinstance(v, bool))
+TEXT = Rule("a string", lambda v: isinstance(v, str))
+NOTHING = Rule("{} (this type has no settings)", lambda v: v == {}, dict)
+AMOUNT = number(0, 1)  # one pruning amount: a fraction in [0, 1)
+
+
+@dataclass(frozen=True)
+class ListRule:
+    """A non-empty list of distinct items, each allowed by `item`."""
+    item: Rule
+    noun: str  # one item in words, for the errors ("amount")
+    ordered: bool = False  # sorted ascending once parsed
+
+    def check(self, key: str, value: Any) -> tuple:
+        if not isinstance(value, (list, tuple)) or not value:
+            raise _bad(key, value, f"a non-empty list of {self.noun}s, each {self.item.allowed}")
+        for item in value:
+            if not self.item.test(item):
+                raise ConfigError(f"params.yaml: {key} contains {item!r}; each {self.noun} must "
+                                  f"be {self.item.allowed}")
+        if len(set(value)) != len(value):
+            dupes = sorted({v for v in value if list(value).count(v) > 1})
+            raise ConfigError(f"params.yaml: {key} = {list(value)} repeats {dupes}; "
+                              f"{self.noun}s must be distinct")
+        clean = tuple(self.item.convert(v) for v in value)
+        return tuple(sorted(clean)) if self.ordered else clean
+
+
+AMOUNTS = ListRule(AMOUNT, "amount")
+
+
+def setting(rule: Rule | ListRule, doc: str, default: Any = MISSING):
+    """A leaf of params.yaml: its rule and its one-line doc (for errors, the docs, the Run table)."""
+    return field(default=default, metadata={"rule": rule, "doc": doc})
+
+
+def part(cls: type, doc: str):
+    """A sub-section of params.yaml, parsed by its own class."""
+    return field(metadata={"section": cls, "doc": doc})
+
+
+# ---- the generic parser -------------------------------------------------------------------------
+
+class Section:
+    """A params.yaml mapping as a frozen dataclass. `OWNED_ELSEWHERE`: keys of this mapping that
+    another part of Params reads (the grid's amounts sit beside how a stage prunes, but a stage's
+    output must not depend on them)."""
+    KEY = ""
+    OWNED_ELSEWHERE: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_params(cls, given: Any, prefix: str | None = None):
+        """`given` (the mapping at dotted `prefix`, default the class's KEY) parsed and checked."""
+        prefix = cls.KEY if prefix is None else prefix
+        label = prefix or "params"
+        if not isinstance(given, Mapping):
+            raise ConfigError(f"params.yaml: '{label}' must be a mapping, got {given!r}")
+        names = {f.name for f in fields(cls) if "derived" not in f.metadata}
+        unknown = sorted(set(given) - names - cls.OWNED_ELSEWHERE)
+        if unknown:
+            raise ConfigError(f"params.yaml: unknown key {label}.{unknown[0]}; allowed keys: "
+                              + ", ".join(sorted(names | cls.OWNED_ELSEWHERE)))
+        values = {}
+        for f in fields(cls):
+            if "derived" in f.metadata:
+                continue
+            key = f"{prefix}.{f.name}" if prefix else f.name
+            if f.name not in given:
+                raise ConfigError(f"params.yaml: key {key} is missing")
+            if "section" in f.metadata:
+                values[f.name] = f.metadata["section"].from_params(given[f.name], key)
+            else:
+                values[f.name] = f.metadata["rule"].check(key, given[f.name])
+        parsed = cls(**values)
+        parsed.rules(prefix)
+        return parsed
+
+    def rules(self, prefix: str) -> None:
+        """Checks across this section's fields (each raises one line)."""
+
+
+def leaves(cls: type, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, field) of every setting under `cls`, in params.yaml's order."""
+    for f in fields(cls):
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        if "section" in f.metadata:
+            yield from leaves(f.metadata["section"], key)
+        elif "derived" in f.metadata:
+            yield from ((g.metadata["key"], g) for g in fields(Grid) if g.name != "types")
+        else:
+            yield key, f
+
+
+# ---- the sections -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DataConfig(Section):
+    KEY = "data"
+    source: str = setting(one_of(DATA_SOURCES), "where the images come from")
+    path: str = setting(TEXT, "cifar10: download folder; folder: ImageFolder tree or .tar.gz of one")
+    train_subset: int = setting(integer(0, MAX_IMAGES), "train images kept; 0 = all")
+    test_subset: int = setting(integer(0, MAX_IMAGES), "test images kept; 0 = all")
+    synthetic_train_size: int = setting(integer(1, MAX_IMAGES), "synthetic train images")
+    synthetic_test_size: int = setting(integer(1, MAX_IMAGES), "synthetic test images")
+    seed: int = setting(integer(0, MAX_SEED), "subset choice and synthetic generation")
+
+    def rules(self, prefix: str) -> None:
+        if self.source == "folder" and not self.path:
+            raise _bad(f"{prefix}.path", self.path, "a path to an ImageFolder tree or a .tar.gz of one")
+
+
+@dataclass(frozen=True)
+class ModelConfig(Section):
+    KEY = "model"
+    width: int = setting(integer(1, 1024), "stem channels; 64 = ResNet-18")
+    num_classes: int = setting(integer(1, 100_000), "classes of the classifier")
+
+
+@dataclass(frozen=True)
+class TrainConfig(Section):
+    KEY = "train"
+    epochs: int = setting(integer(1, MAX_EPOCHS), "epochs")
+    batch_size: int = setting(integer(1, MAX_BATCH), "images per batch")
+    lr: float = setting(number(0, above=True), "SGD learning rate at epoch 1")
+    momentum: float = setting(number(0, 1), "SGD momentum")
+    weight_decay: float = setting(number(0), "SGD weight decay")
+    schedule: str = setting(one_of(SCHEDULES), "cosine (per epoch) | cosine_iter | constant")
+    seed: int = setting(integer(0, MAX_SEED), "weight init, shuffling, augmentation")
+    warmup_epochs: int = setting(integer(0, MAX_EPOCHS), "linear warm-up epochs", 0)
+    deterministic: bool = setting(FLAG, "CUDA: deterministic kernels only", False)
+
+    def rules(self, prefix: str) -> None:
+        if self.warmup_epochs >= self.epochs:
+            raise _bad(f"{prefix}.warmup_epochs", self.warmup_epochs,
+                       f"an integer below {prefix}.epochs ({self.epochs})")
+        if self.warmup_epochs and self.schedule == "cosine":
+            raise _bad(f"{prefix}.warmup_epochs", self.warmup_epochs,
+                       "0 with schedule: cosine (stepped per epoch); warm-up needs cosine_iter "
+                       "or constant")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig(TrainConfig):
+    """A fine-tune after pruning: the training recipe, plus what helps a pruned net recover.
+    Both default off, the study's method."""
+    KEY = "finetune.structured"
+    recalibrate_batches: int = setting(integer(0, 100_000), "BatchNorm re-estimated on N batches", 0)
+    distill_alpha: float = setting(number(0, 1, below=False), "distillation weight; 0 = off", 0.0)
+    distill_temperature: float = setting(number(0, above=True), "distillation temperature", 4.0)
+
+
+@dataclass(frozen=True)
+class StructuredConfig(Section):
+    """How a structured stage prunes. The grid (`amounts`) is not here: a stage prunes at its own
+    amount, and what it writes must not depend on which other amounts the grid holds."""
+    KEY = "prune.structured"
+    OWNED_ELSEWHERE = frozenset({"amounts"})
+    scope: str = setting(one_of(PRUNE_SCOPES), "layerwise | global (one ranking)")
+    criterion: str = setting(one_of(PRUNE_CRITERIA), "filter importance")
+    layers: str = setting(one_of(PRUNE_LAYERS), "all | block-internal (Li et al.'s ResNet)", "all")
+    rounds: int = setting(integer(1, 100), "prune + fine-tune rounds", 1)
+    target: str = setting(one_of(PRUNE_TARGETS), "an amount is a fraction of this", "channels")
+    spare_drop: float = setting(number(0, 1), "spare groups that drop more alone; 0 = none", 0.0)
+    round_to: int = setting(integer(1, 1024), "channel counts rounded to a multiple", 1)
+    max_layer_amount: float = setting(number(0, 1, above=True), "global: most a group loses", 0.9)
+    residual_scale: float = setting(number(0, 1, below=False),
+                                    "residual-tied groups lose amount * this", 1.0)
+
+    def rules(self, prefix: str) -> None:
+        if self.residual_scale != 1 and (self.scope != "layerwise" or self.layers != "all"):
+            raise _bad(f"{prefix}.residual_scale", self.residual_scale,
+                       f"1 with scope: {self.scope} and layers: {self.layers} (a residual scale "
+                       "needs scope: layerwise and layers: all)")
+
+    def check_amount(self, amount: float) -> float:
+        """One structured amount (already a valid AMOUNT), against this method's global cap."""
+        if self.scope == "global" and amount > self.max_layer_amount:
+            raise ConfigError(
+                f"params.yaml: prune.structured.amounts contains {amount:g}; with scope: global "
+                f"each amount must be <= prune.structured.max_layer_amount "
+                f"({self.max_layer_amount:g}), the most any one layer may lose")
+        return amount
+
+
+@dataclass(frozen=True)
+class UnstructuredConfig(Section):
+    KEY = "prune.unstructured"
+    OWNED_ELSEWHERE = frozenset({"amounts"})
+    scope: str = setting(one_of(PRUNE_SCOPES), "global (one threshold) | layerwise")
+
+
+@dataclass(frozen=True)
+class Int8Config(Section):
+    KEY = "quantize.int8"
+    calibration_batches: int = setting(integer(1, 10_000), "training batches that set ranges")
+    calibration_batch_size: int = setting(integer(1, MAX_BATCH), "images per calibration batch")
+    activation_observer: str = setting(one_of(ACTIVATION_OBSERVERS), "activation range observer")
+    engine: str = setting(one_of(INT8_ENGINES), "torch quantized engine")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig(Section):
+    KEY = "evaluate"
+    latency_threads: int = setting(integer(1, MAX_THREADS), "CPU threads for latency")
+    latency_warmup: int = setting(integer(0, 1_000), "untimed runs before timing")
+    latency_repeats: int = setting(integer(1, 10_000), "timed runs (median, quartiles)")
+
+
+@dataclass(frozen=True)
+class SensitivityConfig(Section):
+    """Li et al.'s sensitivity analysis: each filter group pruned alone at each amount, no
+    fine-tune, accuracy on `images` held-out training images (never test: the layers it finds
+    sensitive steer pruning, so test images must not choose them)."""
+    KEY = "sensitivity"
+    amounts: tuple[float, ...] = setting(ListRule(AMOUNT, "amount", ordered=True),
+                                         "amounts each group is pruned at alone")
+    images: int = setting(integer(1, MAX_IMAGES), "held-out training images per accuracy")
+
+    def rules(self, prefix: str) -> None:
+        if 0 in self.amounts:
+            raise _bad(f"{prefix}.amounts", list(self.amounts), "amounts in (0, 1): 0 prunes nothing")
+
+
+@dataclass(frozen=True)
+class ExportConfig(Section):
+    """The export stage: the most accurate model within `budget` of `score`, exported."""
+    KEY = "export"
+    budget: float = setting(number(0, above=True), "the largest score allowed")
+    score: str = setting(one_of(EXPORT_SCORES), "which score the budget is of")
+    format: str = setting(one_of(EXPORT_FORMATS), "file format")
+    images: int = setting(integer(1, MAX_IMAGES), "test images of the export's self-check")
+
+
+@dataclass(frozen=True)
+class Prune(Section):
+    KEY = "prune"
+    structured: StructuredConfig = part(StructuredConfig, "filter pruning")
+    unstructured: UnstructuredConfig = part(UnstructuredConfig, "magnitude pruning")
+
+
+@dataclass(frozen=True)
+class Finetune(Section):
+    KEY = "finetune"
+    structured: FinetuneConfig = part(FinetuneConfig, "after filter pruning")
+    unstructured: FinetuneConfig = part(FinetuneConfig, "after magnitude pruning")
+
+
+@dataclass(frozen=True)
+class Quantize(Section):
+    KEY = "quantize"
+    types: tuple[str, ...] = setting(ListRule(one_of(QUANT_TYPES), "type"),
+                                     "post-training types")
+    fp32: dict = setting(NOTHING, "no settings")
+    fp16: dict = setting(NOTHING, "no settings")
+    int8: Int8Config = part(Int8Config, "static post-training int8")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The models the pipeline makes: structured x unstructured amounts x quantization types.
+    Its lists sit in params.yaml beside the methods (each field's `key`), but a stage's output
+    depends on its own grid item, never on the grid. Amounts are kept as params.yaml spells them
+    (0, not 0.0): DVC names each stage's files from that spelling (see names.file_stem)."""
+    structured: tuple[float, ...] = field(metadata={"key": "prune.structured.amounts"})
+    unstructured: tuple[float, ...] = field(metadata={"key": "prune.unstructured.amounts"})
+    types: tuple[str, ...] = field(metadata={"key": "quantize.types"})
+
+    def __iter__(self):
+        return iter((self.structured, self.unstructured, self.types))
+
+    def points(self) -> list[tuple]:
+        return [(s, u, q) for s in self.structured for u in self.unstructured for q in self.types]
+
+
+@dataclass(frozen=True)
+class Params(Section):
+    """The whole params.yaml."""
+    KEY = ""
+    data: DataConfig = part(DataConfig, "the images")
+    model: ModelConfig = part(ModelConfig, "the network")
+    train: TrainConfig = part(TrainConfig, "baseline training")
+    prune: Prune = part(Prune, "pruning methods")
+    finetune: Finetune = part(Finetune, "fine-tunes after pruning")
+    quantize: Quantize = part(Quantize, "post-training quantization")
+    evaluate: EvaluateConfig = part(EvaluateConfig, "latency measurement")
+    sensitivity: SensitivityConfig = part(SensitivityConfig, "Li et al.'s sensitivity analysis")
+    export: ExportConfig = part(ExportConfig, "the export stage")
+    grid: Grid = field(default=None, metadata={"derived": True})
+
+    @classmethod
+    def parse(cls, raw: Any) -> "Params":
+        """The whole file, every value and every rule across sections checked."""
+        params = cls.from_params(raw)
+        amounts = {}
+        for kind in ("structured", "unstructured"):
+            key = f"prune.{kind}.amounts"
+            if "amounts" not in raw["prune"][kind]:
+                raise ConfigError(f"params.yaml: key {key} is missing")
+            AMOUNTS.check(key, raw["prune"][kind]["amounts"])
+            amounts[kind] = tuple(raw["prune"][kind]["amounts"])
+        params = replace(params, grid=Grid(amounts["structured"], amounts["unstructured"],
+                                           params.quantize.types))
+        for amount in params.grid.structured:
+            params.prune.structured.check_amount(amount)
+        if params.prune.structured.rounds > params.finetune.structured.epochs:
+            raise _bad("prune.structured.rounds", params.prune.structured.rounds,
+                       f"at most finetune.structured.epochs ({params.finetune.structured.epochs}): "
+                       "each round fine-tunes for at least one epoch")
+        return params
+
+    def only(self, keys: Sequence[str]) -> "Params":
+        """This Params with every setting outside the dotted `keys` Hidden (what a stage sees)."""
+        known = {key for key, _ in leaves(Params)}
+        for key in keys:
+            if not any(k == key or k.startswith(key + ".") for k in known):
+                parent = key.rpartition(".")[0]
+                there = sorted({k[len(parent) + 1:].split(".")[0] for k in known
+                                if k.startswith(parent + ".")})
+                raise ConfigError(f"params.yaml: key {key} is missing"
+                                  + (f"; there: {', '.join(there)}" if there else ""))
+        view = _hide(self, "", tuple(keys))
+        grid = {f.name: getattr(self.grid, f.name) if _declared(f.metadata["key"], keys)
+                else Hidden(f.metadata["key"]) for f in fields(Grid)}
+        object.__setattr__(view, "grid", Grid(**grid))
+        return view
+
+
+def _declared(key: str, keys: Sequence[str]) -> bool:
+    return any(key == k or key.startswith(k + ".") for k in keys)
+
+
+def _hide(node: Any, prefix: str, keys: tuple[str, ...]) -> Any:
+    if prefix and _declared(prefix, keys):
+        return node
+    view = copy.copy(node)
+    for f in fields(node):
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        if "section" in f.metadata:
+            object.__setattr__(view, f.name, _hide(getattr(node, f.name), key, keys))
+        elif "rule" in f.metadata and not _declared(key, keys):
+            object.__setattr__(view, f.name, Hidden(key))
+    return view
+
+
+class Hidden:
+    """A setting the stage did not declare in dvc.yaml: any use of it is a bug in the stage."""
+
+    def __init__(self, key: str):
+        object.__setattr__(self, "_key", key)
+
+    def _fail(self, *_args, **_kwargs):
+        raise UndeclaredParam(f"this stage read params key {object.__getattribute__(self, '_key')}, "
+                              "which it does not declare in dvc.yaml (add it to the stage's "
+                              "params and its script's PARAMS)")
+
+    __getattr__ = __bool__ = __iter__ = __len__ = __float__ = __int__ = __index__ = _fail
+    __eq__ = __lt__ = __le__ = __gt__ = __ge__ = __hash__ = __format__ = __str__ = _fail
+    __add__ = __radd__ = __mul__ = __rmul__ = __sub__ = __rsub__ = __truediv__ = _fail
+    __contains__ = __getitem__ = __deepcopy__ = __copy__ = __reduce_ex__ = _fail
+
+    def __repr__(self) -> str:
+        return f"Hidden({object.__getattribute__(self, '_key')!r})"
+
+
+class UndeclaredParam(LookupError):
+    """A stage read a params key it does not declare: a bug in the stage, not a user error."""
+
+
+# ---- params.yaml as a file and as a tree of dicts -------------------------------------------------
 
 def load_params(path: str | Path = "params.yaml") -> dict:
     path = Path(path)
@@ -47,411 +473,19 @@ def load_params(path: str | Path = "params.yaml") -> dict:
     return params
 
 
-def section(params: Mapping, dotted: str) -> dict:
-    """The sub-mapping at `dotted` (e.g. "prune.structured"); a missing one is an error."""
-    absent = object()
-    node = dotted_get(params, dotted, absent)
-    if node is absent:
-        raise ConfigError(f"params.yaml: section '{dotted}' is missing")
-    if not isinstance(node, Mapping):
-        raise ConfigError(f"params.yaml: '{dotted}' must be a mapping, got {node!r}")
-    return dict(node)
-
-
-# ---- value checks: each returns the clean value or raises one line --------------------------
-
-def _bad(key: str, value: Any, allowed: str) -> ConfigError:
-    return ConfigError(f"params.yaml: {key} = {value!r} is not allowed; expected {allowed}")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def positive_int(key: str, value: Any, at_most: int) -> int:
-    """An integer in [1, at_most]: every count and size has an upper bound, so a slip of the
-    keyboard (latency_threads: 100000) is one line here, not a crash hours later."""
-    return _int_in(key, value, 1, at_most)
-
-
-def non_negative_int(key: str, value: Any, at_most: int) -> int:
-    return _int_in(key, value, 0, at_most)
-
-
-def _int_in(key: str, value: Any, low: int, high: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise _bad(key, value, f"an integer from {low} to {high:,}")
-    return value
-
-
-# upper bounds of counts and sizes (far above any sensible run, below what breaks a process)
-MAX_IMAGES = 10_000_000       # images in a split, a subset, a measurement
-MAX_EPOCHS = 10_000
-MAX_BATCH = 65_536            # images in one batch
-MAX_THREADS = 256             # torch threads for latency (100,000 segfaulted torch)
-MAX_SEED = 2 ** 32 - 1
-
-
-def positive_float(key: str, value: Any) -> float:
-    if not _is_number(value) or not math.isfinite(value) or value <= 0:
-        raise _bad(key, value, "a number > 0")
-    return float(value)
-
-
-def non_negative_float(key: str, value: Any) -> float:
-    if not _is_number(value) or not math.isfinite(value) or value < 0:
-        raise _bad(key, value, "a number >= 0")
-    return float(value)
-
-
-def boolean(key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise _bad(key, value, "true or false")
-    return value
-
-
-def choice(key: str, value: Any, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise _bad(key, value, "one of " + ", ".join(allowed))
-    return value
-
-
-def single_amount(key: str, item: Any) -> float:
-    """One pruning amount: a number in [0, 1)."""
-    if not _is_number(item) or not (0 <= item < 1):
-        raise ConfigError(
-            f"params.yaml: {key} contains {item!r}; each amount must be a number in [0, 1)")
-    return float(item)
-
-
-def amounts(key: str, value: Any) -> tuple[float, ...]:
-    """A pruning grid: a non-empty list of distinct numbers in [0, 1)."""
-    if not isinstance(value, (list, tuple)) or not value:
-        raise _bad(key, value, "a non-empty list of numbers in [0, 1)")
-    for item in value:
-        single_amount(key, item)
-    if len(set(value)) != len(value):
-        dupes = sorted({v for v in value if list(value).count(v) > 1})
-        raise ConfigError(f"params.yaml: {key} = {list(value)} repeats {dupes}; amounts must be distinct")
-    return tuple(float(v) for v in value)
-
-
-def quant_types(key: str, value: Any) -> tuple[str, ...]:
-    if not isinstance(value, (list, tuple)) or not value:
-        raise _bad(key, value, "a non-empty list of " + ", ".join(QUANT_TYPES))
-    for item in value:
-        choice(key, item, QUANT_TYPES)
-    if len(set(value)) != len(value):
-        raise ConfigError(f"params.yaml: {key} = {list(value)} repeats a type; types must be distinct")
-    return tuple(value)
-
-
-def _fraction_below_one(key: str, value: Any) -> float:
-    if not _is_number(value) or not 0 < value < 1:
-        raise _bad(key, value, "a number in (0, 1)")
-    return float(value)
-
-
-def _check_keys(prefix: str, given: Mapping, allowed: set[str],
-                required: set[str] | None = None) -> None:
-    """No unknown key under `prefix`, and every `required` one (default: all allowed) present."""
-    unknown = sorted(set(given) - allowed)
-    if unknown:
-        raise ConfigError(
-            f"params.yaml: unknown key {prefix}.{unknown[0]}; allowed keys: {', '.join(sorted(allowed))}")
-    missing = sorted((allowed if required is None else required) - set(given))
-    if missing:
-        raise ConfigError(f"params.yaml: key {prefix}.{missing[0]} is missing")
-
-
-def _fields(cls) -> set[str]:
-    return {f.name for f in fields(cls)}
-
-
-# ---- sections ---------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class DataConfig:
-    source: str
-    path: str
-    train_subset: int  # 0 = the whole split
-    test_subset: int
-    synthetic_train_size: int
-    synthetic_test_size: int
-    seed: int
-
-    @classmethod
-    def from_params(cls, d: Mapping) -> "DataConfig":
-        _check_keys("data", d, _fields(cls))
-        source = choice("data.source", d["source"], DATA_SOURCES)
-        if source == "folder" and (not isinstance(d["path"], str) or not d["path"]):
-            raise _bad("data.path", d["path"], "a path to an ImageFolder tree or a .tar.gz of one")
-        return cls(
-            source=source,
-            path=str(d["path"]),
-            train_subset=non_negative_int("data.train_subset", d["train_subset"], MAX_IMAGES),
-            test_subset=non_negative_int("data.test_subset", d["test_subset"], MAX_IMAGES),
-            synthetic_train_size=positive_int("data.synthetic_train_size", d["synthetic_train_size"], MAX_IMAGES),
-            synthetic_test_size=positive_int("data.synthetic_test_size", d["synthetic_test_size"], MAX_IMAGES),
-            seed=non_negative_int("data.seed", d["seed"], MAX_SEED),
-        )
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    width: int
-    num_classes: int
-
-    @classmethod
-    def from_params(cls, d: Mapping) -> "ModelConfig":
-        _check_keys("model", d, _fields(cls))
-        return cls(width=positive_int("model.width", d["width"], 1024),
-                   num_classes=positive_int("model.num_classes", d["num_classes"], 100_000))
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int
-    batch_size: int
-    lr: float
-    momentum: float
-    weight_decay: float
-    schedule: str  # cosine (per epoch, the study's) | cosine_iter (per step) | constant
-    seed: int
-    warmup_epochs: int = 0  # linear warm-up, stepped per iteration (cosine_iter or constant)
-    deterministic: bool = False  # CUDA: deterministic kernels only (slower); CPU: no change
-
-    @classmethod
-    def from_params(cls, d: Mapping, prefix: str = "train") -> "TrainConfig":
-        _check_keys(prefix, d, _fields(cls))
-        return cls(**cls._train_values(d, prefix))
-
-    @staticmethod
-    def _train_values(d: Mapping, prefix: str) -> dict:
-        momentum = non_negative_float(f"{prefix}.momentum", d["momentum"])
-        if momentum >= 1:
-            raise _bad(f"{prefix}.momentum", d["momentum"], "a number in [0, 1)")
-        values = dict(
-            epochs=positive_int(f"{prefix}.epochs", d["epochs"], MAX_EPOCHS),
-            batch_size=positive_int(f"{prefix}.batch_size", d["batch_size"], MAX_BATCH),
-            lr=positive_float(f"{prefix}.lr", d["lr"]),
-            momentum=momentum,
-            weight_decay=non_negative_float(f"{prefix}.weight_decay", d["weight_decay"]),
-            schedule=choice(f"{prefix}.schedule", d["schedule"], SCHEDULES),
-            seed=non_negative_int(f"{prefix}.seed", d["seed"], MAX_SEED),
-            warmup_epochs=non_negative_int(f"{prefix}.warmup_epochs", d["warmup_epochs"], MAX_EPOCHS),
-            deterministic=boolean(f"{prefix}.deterministic", d["deterministic"]),
-        )
-        if values["warmup_epochs"] >= values["epochs"]:
-            raise _bad(f"{prefix}.warmup_epochs", d["warmup_epochs"],
-                       f"an integer below {prefix}.epochs ({values['epochs']})")
-        if values["warmup_epochs"] and values["schedule"] == "cosine":
-            raise _bad(f"{prefix}.warmup_epochs", d["warmup_epochs"],
-                       "0 with schedule: cosine (stepped per epoch); warm-up needs cosine_iter "
-                       "or constant")
-        return values
-
-
-@dataclass(frozen=True)
-class FinetuneConfig(TrainConfig):
-    """A fine-tune after pruning: the training recipe, plus what helps a pruned net recover.
-    Both default off, the study's method."""
-    recalibrate_batches: int = 0  # BatchNorm statistics re-estimated on N training batches
-    distill_alpha: float = 0.0  # weight of the distillation term (teacher: the unpruned model)
-    distill_temperature: float = 4.0
-
-    @classmethod
-    def from_params(cls, d: Mapping, prefix: str = "finetune.structured") -> "FinetuneConfig":
-        _check_keys(prefix, d, _fields(cls))
-        alpha = non_negative_float(f"{prefix}.distill_alpha", d["distill_alpha"])
-        if alpha > 1:
-            raise _bad(f"{prefix}.distill_alpha", d["distill_alpha"], "a number in [0, 1]")
-        return cls(**cls._train_values(d, prefix),
-                   recalibrate_batches=non_negative_int(f"{prefix}.recalibrate_batches",
-                                                        d["recalibrate_batches"], 100_000),
-                   distill_alpha=alpha,
-                   distill_temperature=positive_float(f"{prefix}.distill_temperature",
-                                                      d["distill_temperature"]))
-
-
-@dataclass(frozen=True)
-class StructuredConfig:
-    """How a structured stage prunes. The grid (`amounts`) is not here: a stage prunes at its own
-    amount, and what it writes must not depend on which other amounts the grid holds."""
-    scope: str
-    criterion: str
-    layers: str = "all"  # all | block-internal (only each block's first conv, Li et al.'s ResNet)
-    rounds: int = 1  # iterative pruning: prune and fine-tune k times, the fine-tune epochs split
-    target: str = "channels"  # an amount is a fraction of each layer's channels | params | ops
-    spare_drop: float = 0.0  # spare groups whose sensitivity drop exceeds this; 0 = spare none
-    round_to: int = 1  # channel counts left rounded down to a multiple (GPU-friendly widths)
-    max_layer_amount: float = 0.9  # scope global: the most of its channels any one group loses
-    residual_scale: float = 1.0  # residual-tied groups lose amount * this (layerwise, layers all)
-
-    @classmethod
-    def from_params(cls, d: Mapping) -> "StructuredConfig":
-        _check_keys("prune.structured", d, _fields(cls) | {"amounts"}, required=_fields(cls))
-        spare_drop = non_negative_float("prune.structured.spare_drop", d["spare_drop"])
-        if spare_drop >= 1:
-            raise _bad("prune.structured.spare_drop", d["spare_drop"],
-                       "a number in [0, 1): an accuracy drop (fraction); 0 = spare no layer")
-        scale = d["residual_scale"]
-        if not _is_number(scale) or not 0 <= scale <= 1:
-            raise _bad("prune.structured.residual_scale", scale,
-                       "a number in [0, 1]: the share of the amount the residual-tied layers "
-                       "lose; 1 = the same as every layer (the study)")
-        scope = choice("prune.structured.scope", d["scope"], PRUNE_SCOPES)
-        layers = choice("prune.structured.layers", d["layers"], PRUNE_LAYERS)
-        if scale != 1 and (scope != "layerwise" or layers != "all"):
-            raise _bad("prune.structured.residual_scale", scale,
-                       f"1 with scope: {scope} and layers: {layers} (a residual scale needs "
-                       "scope: layerwise and layers: all)")
-        return cls(scope=scope,
-                   criterion=choice("prune.structured.criterion", d["criterion"], PRUNE_CRITERIA),
-                   layers=layers,
-                   rounds=positive_int("prune.structured.rounds", d["rounds"], 100),
-                   target=choice("prune.structured.target", d["target"], PRUNE_TARGETS),
-                   spare_drop=spare_drop,
-                   round_to=positive_int("prune.structured.round_to", d["round_to"], 1024),
-                   max_layer_amount=_fraction_below_one("prune.structured.max_layer_amount",
-                                                        d["max_layer_amount"]),
-                   residual_scale=float(scale))
-
-    def check_amount(self, amount: float) -> float:
-        """One structured amount, checked against this method (global scope caps it)."""
-        amount = single_amount("prune.structured.amounts", amount)
-        if self.scope == "global" and amount > self.max_layer_amount:
-            raise ConfigError(
-                f"params.yaml: prune.structured.amounts contains {amount:g}; with scope: global "
-                f"each amount must be <= prune.structured.max_layer_amount "
-                f"({self.max_layer_amount:g}), the most any one layer may lose")
-        return amount
-
-
-@dataclass(frozen=True)
-class SensitivityConfig:
-    """Li et al.'s sensitivity analysis: each filter group pruned alone at each amount, no
-    fine-tune, accuracy on `images` held-out training images (never test: the layers it finds
-    sensitive steer pruning, so test images must not choose them)."""
-    amounts: tuple[float, ...]
-    images: int
-
-    @classmethod
-    def from_params(cls, d: Mapping) -> "SensitivityConfig":
-        _check_keys("sensitivity", d, _fields(cls))
-        found = amounts("sensitivity.amounts", d["amounts"])
-        if 0 in found:
-            raise _bad("sensitivity.amounts", d["amounts"], "amounts in (0, 1): 0 prunes nothing")
-        return cls(amounts=tuple(sorted(found)),
-                   images=positive_int("sensitivity.images", d["images"], MAX_IMAGES))
-
-
-@dataclass(frozen=True)
-class ExportConfig:
-    """The export stage: the most accurate model within `budget` of `score`, exported."""
-    budget: float
-    score: str
-    format: str
-    images: int  # test images of the export's self-check
-
-    @classmethod
-    def from_params(cls, d: Mapping) -> "ExportConfig":
-        _check_keys("export", d, _fields(cls))
-        return cls(budget=positive_float("export.budget", d["budget"]),
-                   score=choice("export.score", d["score"], EXPORT_SCORES),
-                   format=choice("export.format", d["format"], EXPORT_FORMATS),
-                   images=positive_int("export.images", d["images"], MAX_IMAGES))
-
-
-@dataclass(frozen=True)
-class UnstructuredConfig:
-    scope: str
-
-    @classmethod
-    def from_params(cls, d: Mapping) -> "UnstructuredConfig":
-        _check_keys("prune.unstructured", d, _fields(cls) | {"amounts"}, required=_fields(cls))
-        return cls(scope=choice("prune.unstructured.scope", d["scope"], PRUNE_SCOPES))
-
-
-@dataclass(frozen=True)
-class Int8Config:
-    calibration_batches: int
-    calibration_batch_size: int
-    activation_observer: str
-    engine: str
-
-    @classmethod
-    def from_params(cls, d: Mapping) -> "Int8Config":
-        _check_keys("quantize.int8", d, _fields(cls))
-        return cls(
-            calibration_batches=positive_int("quantize.int8.calibration_batches",
-                                             d["calibration_batches"], 10_000),
-            calibration_batch_size=positive_int("quantize.int8.calibration_batch_size",
-                                                d["calibration_batch_size"], MAX_BATCH),
-            activation_observer=choice("quantize.int8.activation_observer",
-                                       d["activation_observer"], ACTIVATION_OBSERVERS),
-            engine=choice("quantize.int8.engine", d["engine"], INT8_ENGINES))
-
-
-@dataclass(frozen=True)
-class EvaluateConfig:
-    latency_threads: int
-    latency_warmup: int
-    latency_repeats: int
-
-    @classmethod
-    def from_params(cls, d: Mapping) -> "EvaluateConfig":
-        _check_keys("evaluate", d, _fields(cls))
-        return cls(
-            latency_threads=positive_int("evaluate.latency_threads", d["latency_threads"], MAX_THREADS),
-            latency_warmup=non_negative_int("evaluate.latency_warmup", d["latency_warmup"], 1_000),
-            latency_repeats=positive_int("evaluate.latency_repeats", d["latency_repeats"], 10_000),
-        )
-
-
-def grid(params: Mapping) -> tuple[tuple[float, ...], tuple[float, ...], tuple[str, ...]]:
-    """The (structured amounts, unstructured amounts, quant types) grid, validated."""
-    structured = amounts("prune.structured.amounts", section(params, "prune.structured").get("amounts"))
-    unstructured = amounts("prune.unstructured.amounts",
-                           section(params, "prune.unstructured").get("amounts"))
-    types = quant_types("quantize.types", section(params, "quantize").get("types"))
-    return structured, unstructured, types
-
-
-def validate(params: Mapping) -> None:
+def validate(params: Mapping) -> Params:
     """Every value of the whole params file, checked in well under a second (no torch, no data).
 
     Each stage calls this first (see cli.run), whatever part of the file it reads itself, so a
     bad value anywhere stops the first stage that runs: a bad pruning amount is reported before
     the baseline trains, not hours later by the stage that would use it.
     """
-    _check_keys("params", params, set(SECTIONS))
-    DataConfig.from_params(section(params, "data"))
-    ModelConfig.from_params(section(params, "model"))
-    TrainConfig.from_params(section(params, "train"), "train")
-    _check_keys("prune", section(params, "prune"), {"structured", "unstructured"})
-    _check_keys("finetune", section(params, "finetune"), {"structured", "unstructured"})
-    for kind in ("structured", "unstructured"):
-        FinetuneConfig.from_params(section(params, f"finetune.{kind}"), f"finetune.{kind}")
-    structured_cfg = StructuredConfig.from_params(section(params, "prune.structured"))
-    UnstructuredConfig.from_params(section(params, "prune.unstructured"))
-    structured, _, _ = grid(params)
-    for amount in structured:
-        structured_cfg.check_amount(amount)
-    finetune_epochs = section(params, "finetune.structured")["epochs"]
-    if structured_cfg.rounds > finetune_epochs:
-        raise _bad("prune.structured.rounds", structured_cfg.rounds,
-                   f"at most finetune.structured.epochs ({finetune_epochs}): each round "
-                   "fine-tunes for at least one epoch")
-    _check_keys("quantize", section(params, "quantize"), {"types", *QUANT_TYPES})
-    for quant in ("fp32", "fp16"):
-        settings = section(params, f"quantize.{quant}")
-        if settings:
-            raise _bad(f"quantize.{quant}", settings, "{} (this type has no settings)")
-    Int8Config.from_params(section(params, "quantize.int8"))
-    EvaluateConfig.from_params(section(params, "evaluate"))
-    SensitivityConfig.from_params(section(params, "sensitivity"))
-    ExportConfig.from_params(section(params, "export"))
+    return Params.parse(params)
+
+
+def grid(params: Mapping) -> Grid:
+    """The (structured amounts, unstructured amounts, quant types) grid of a raw params tree."""
+    return Params.parse(params).grid
 
 
 _MISSING = object()
@@ -460,12 +494,12 @@ _MISSING = object()
 def dotted_get(params: Mapping, key: str, default: Any = _MISSING) -> Any:
     """params["a"]["b"] for "a.b"; `default` where a part is absent (a KeyError without one)."""
     node: Any = params
-    for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
+    for name in key.split("."):
+        if not isinstance(node, Mapping) or name not in node:
             if default is _MISSING:
                 raise KeyError(key)
             return default
-        node = node[part]
+        node = node[name]
     return node
 
 
@@ -473,36 +507,41 @@ def dotted_set(params: dict, key: str, value: Any) -> None:
     """params["a"]["b"] = value for "a.b", creating mappings on the way."""
     *parents, last = key.split(".")
     node = params
-    for part in parents:
-        node = node.setdefault(part, {})
+    for name in parents:
+        node = node.setdefault(name, {})
     node[last] = value
 
 
-def restrict(params: Mapping, keys: Sequence[str]) -> dict:
-    """Only the dotted `keys` of params (each with all it holds): what a stage declares in
-    dvc.yaml. A stage reads this view, so reading an undeclared key fails instead of silently
-    making an output depend on a param DVC does not track."""
-    view: dict = {}
-    for key in keys:
-        try:
-            dotted_set(view, key, copy.deepcopy(dotted_get(params, key)))
-        except KeyError:
-            parent = dotted_get(params, key.rpartition(".")[0], {}) if "." in key else params
-            known = ", ".join(parent) if isinstance(parent, Mapping) else ""
-            raise ConfigError(f"params.yaml: key {key} is missing"
-                              + (f"; there: {known}" if known else "")) from None
-    return view
+def dotted_delete(params: dict, key: str) -> None:
+    """del params["a"]["b"] for "a.b" (a KeyError where it is absent)."""
+    *parents, last = key.split(".")
+    parent = dotted_get(params, ".".join(parents)) if parents else params
+    if not isinstance(parent, dict) or last not in parent:
+        raise KeyError(key)
+    del parent[last]
+
+
+def value_at(params: Params, key: str) -> Any:
+    """The parsed value at a dotted key ("train.lr", "prune.structured.amounts"), lists as lists
+    (to compare with YAML); None where params has no such key."""
+    grid = {f.metadata["key"]: f.name for f in fields(Grid)}
+    node: Any = params.grid if key in grid else params
+    for name in ([grid[key]] if key in grid else key.split(".")):
+        if not hasattr(type(node), "__dataclass_fields__") or name not in node.__dataclass_fields__:
+            return None
+        node = getattr(node, name)
+    return list(node) if isinstance(node, tuple) else node
 
 
 def amount_arg(text: str, key: str) -> float:
-    """A stage's amount argument (from the dvc.yaml matrix): a number in [0, 1)."""
+    """A stage's amount argument (from the dvc.yaml matrix), by the same rule as params.yaml's."""
     try:
         value = float(text)
     except ValueError:
         raise ConfigError(f"amount {text!r} is not a number; {key} holds numbers in [0, 1)") from None
-    return single_amount(key, value)
+    return AMOUNT.check(key, value)
 
 
 def quant_arg(text: str) -> str:
     """A stage's quantization-type argument."""
-    return choice("quantize.types", text, QUANT_TYPES)
+    return fields(Quantize)[0].metadata["rule"].item.check("quantize.types", text)

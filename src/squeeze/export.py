@@ -17,11 +17,12 @@ import numpy as np
 import torch
 
 from . import api
+from .config import EXPORT_FORMATS
 from .errors import SqueezeError
 from .fsutil import atomic_path
 from .prepared import load_prepared
 
-FORMATS = ("onnx", "torchscript")
+FORMATS = tuple(f for f in EXPORT_FORMATS if f != "auto")  # onnx, torchscript
 SUPPORTED = {"fp32": FORMATS, "fp16": FORMATS, "int8": ("torchscript",)}
 MIN_AGREEMENT = 0.99
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from .fsutil import atomic_path
+from .names import model_name
 from .report import Report, accuracy_interval, front, latency_under_load
 
 if TYPE_CHECKING:
@@ -243,7 +244,7 @@ def figure_tradeoff_structured(report: Report) -> "Figure":
     accuracy_line(ax, rows, "score", "accuracy", report.test_images, bars=True,
                   label="fp32, structured pruning only")
     for r in rows:
-        ax.annotate(f"s{r['structured']:g}", (r["score"], r["accuracy"]),
+        ax.annotate(model_name(r["structured"]), (r["score"], r["accuracy"]),
                     textcoords="offset points", xytext=(5, 4))
     _tradeoff_axes(ax, "Trade-off after structured pruning (fp32)")
     _note_if_empty(ax, "fp32 model with unstructured 0")

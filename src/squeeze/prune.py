@@ -77,7 +77,7 @@ def _importance(criterion: str, scope: str):
         return tp.importance.GroupMagnitudeImportance(p=2)
     if criterion == "random":
         return tp.importance.RandomImportance()
-    raise ValueError(f"unknown criterion {criterion!r}; allowed: l1, l2, group_norm, random")
+    raise ValueError(f"unknown criterion {criterion!r}")  # config.PRUNE_CRITERIA lists them
 
 
 def _residual_tied(model: models.ResNet18) -> list[nn.Conv2d]:
@@ -98,7 +98,7 @@ def _ignored(model: models.ResNet18, layers: str) -> list[nn.Module]:
     if layers == "all":
         return [model.linear]
     if layers != "block-internal":
-        raise ValueError(f"unknown layers {layers!r}; allowed: all, block-internal")
+        raise ValueError(f"unknown layers {layers!r}")  # config.PRUNE_LAYERS lists them
     return [model.linear, *_residual_tied(model)]
 
 
@@ -147,17 +147,8 @@ def prune_filters(model: models.ResNet18, amount: float, scope: str = "layerwise
     """
     import torch_pruning as tp
 
-    if not 0 <= amount < 1:
-        raise ValueError(f"structured amount {amount} is not in [0, 1)")
-    if scope == "global" and amount > max_layer_amount:
-        raise ValueError(f"structured amount {amount} is above max_layer_amount "
-                         f"{max_layer_amount}, the most any one layer may lose")
-    if not 0 <= residual_scale <= 1:
-        raise ValueError(f"residual_scale {residual_scale} is not in [0, 1]")
-    if residual_scale != 1 and (scope != "layerwise" or layers != "all"):
-        raise ValueError(f"residual_scale {residual_scale:g} needs scope layerwise and layers all "
-                         f"(got {scope}, {layers}): global ranks the groups itself, "
-                         "block-internal keeps the residual-tied channels whole")
+    # the values are config.StructuredConfig's, checked there (ranges, the global cap, the
+    # residual scale's scope and layers) before any stage work
     if amount == 0:
         return model
     model.eval()
@@ -316,8 +307,6 @@ def magnitude_masks(model: nn.Module, amount: float, scope: str = "global") -> d
     global: one ranking of |w| across all conv and linear layers; layerwise: per layer.
     The count zeroed is round(amount * nonzero), exactly.
     """
-    if not 0 <= amount < 1:
-        raise ValueError(f"unstructured amount {amount} is not in [0, 1)")
     weights = prunable_weights(model)
     if scope == "layerwise":
         masks = {}
@@ -328,7 +317,7 @@ def magnitude_masks(model: nn.Module, amount: float, scope: str = "global") -> d
             masks[name] = (alive & ~drop).view_as(w)
         return masks
     if scope != "global":
-        raise ValueError(f"unknown scope {scope!r}; allowed: global, layerwise")
+        raise ValueError(f"unknown scope {scope!r}")  # config.PRUNE_SCOPES lists them
     flat = torch.cat([w.detach().abs().flatten() for w in weights.values()])
     alive = flat != 0
     keep = alive & ~_smallest(flat, alive, round(amount * int(alive.sum())))

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from . import checkpoint, models
-from .config import ACTIVATION_OBSERVERS
+from .config import QUANT_TYPES
 from .errors import SqueezeError
 
 DEFAULT_ENGINE = "x86"
@@ -62,10 +62,7 @@ def _qconfig_mapping(engine: str, activation_observer: str):
     from torch.ao.quantization.observer import (HistogramObserver, MinMaxObserver,
                                                 default_per_channel_weight_observer)
 
-    if activation_observer not in ACTIVATION_OBSERVERS:
-        raise QuantizationError(f"unknown activation observer {activation_observer!r}; allowed: "
-                                + ", ".join(ACTIVATION_OBSERVERS))
-    observer = HistogramObserver if activation_observer == "histogram" else MinMaxObserver
+    observer = {"histogram": HistogramObserver, "minmax": MinMaxObserver}[activation_observer]
     qconfig = QConfig(activation=observer.with_args(reduce_range=True),
                       weight=default_per_channel_weight_observer)
     return get_default_qconfig_mapping(engine).set_global(qconfig)
@@ -140,7 +137,7 @@ def load_quantized(path, payload: dict | None = None) -> tuple[nn.Module, dict]:
     if payload is None:
         payload = checkpoint.load(path)
     quant = payload.get("quant")
-    if payload.get("kind") != f"quantized-{quant}" or quant not in ("fp32", "fp16", "int8"):
+    if payload.get("kind") != f"quantized-{quant}" or quant not in QUANT_TYPES:
         raise checkpoint.CheckpointError(f"{path}: not a quantized squeeze model")
     try:
         spec = models.ResNetSpec.from_dict(payload["spec"])

@@ -7,9 +7,9 @@ import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from .config import EXPORT_SCORES as SCORES
 from .errors import SqueezeError
 
-SCORES = ("score", "score_seed")
 NUMBERS = ("accuracy", "accuracy_low", "accuracy_high", "score", "score_seed")
 
 

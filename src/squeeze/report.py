@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from .config import ConfigError, grid as validated_grid, section
+from .config import ConfigError, Grid
 from .fsutil import read_json, write_json, write_text
 from .history import HISTORY_COLUMNS, read_history
-from .names import file_stem, model_name
+from .names import file_stem, metrics_file, model_name
 from .sensitivity_table import FILE as SENSITIVITY_FILE, read as read_sensitivity
 
 BUDGETS = (2.0, 1.0, 0.5, 0.25)  # score budgets of the summary (the study's baseline is ~4)
@@ -67,51 +67,25 @@ class MissingInputError(ConfigError):
 
 # ---- the grid and its files --------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Grid:
-    """The params grid with amounts as params.yaml holds them: their spelling names the files."""
-    structured: tuple
-    unstructured: tuple
-    quant: tuple[str, ...]
+def metric_files(grid: Grid, directory: Path) -> list[Path]:
+    """Every per-stage metrics file the grid needs."""
+    return ([metrics_file(directory, s) for s in grid.structured]
+            + [metrics_file(directory, s, u) for s in grid.structured for u in grid.unstructured]
+            + [metrics_file(directory, *point) for point in grid.points()])
 
-    @classmethod
-    def from_params(cls, params: Mapping) -> "Grid":
-        validated_grid(params)  # one-line errors for a bad grid; the raw values are kept below
-        return cls(tuple(section(params, "prune.structured")["amounts"]),
-                   tuple(section(params, "prune.unstructured")["amounts"]),
-                   tuple(section(params, "quantize")["types"]))
 
-    def points(self) -> list[tuple]:
-        return [(s, u, q) for s in self.structured for u in self.unstructured for q in self.quant]
-
-    def model_file(self, directory: Path, s, u, q) -> Path:
-        return Path(directory) / "models" / f"{file_stem(s, u, q)}.json"
-
-    def structured_file(self, directory: Path, s) -> Path:
-        return Path(directory) / "structured" / f"{file_stem(s)}.json"
-
-    def unstructured_file(self, directory: Path, s, u) -> Path:
-        return Path(directory) / "unstructured" / f"{file_stem(s, u)}.json"
-
-    def metric_files(self, directory: Path) -> list[Path]:
-        """Every per-stage metrics file the grid needs."""
-        return ([self.structured_file(directory, s) for s in self.structured]
-                + [self.unstructured_file(directory, s, u)
-                   for s in self.structured for u in self.unstructured]
-                + [self.model_file(directory, *point) for point in self.points()])
-
-    def log_files(self, directory: Path) -> list[tuple[dict, Path]]:
-        """(run, path) of the per-epoch log of the baseline and of every fine-tune."""
-        directory = Path(directory)
-        logs = [({"run": "baseline", "stage": "baseline", "structured": None,
-                  "unstructured": None}, directory / "baseline.csv")]
-        logs += [({"run": model_name(s), "stage": "structured", "structured": float(s),
-                   "unstructured": None}, directory / f"{file_stem(s)}.csv")
-                 for s in self.structured]
-        logs += [({"run": model_name(s, u), "stage": "unstructured", "structured": float(s),
-                   "unstructured": float(u)}, directory / f"{file_stem(s, u)}.csv")
-                 for s in self.structured for u in self.unstructured]
-        return logs
+def log_files(grid: Grid, directory: Path) -> list[tuple[dict, Path]]:
+    """(run, path) of the per-epoch log of the baseline and of every fine-tune."""
+    directory = Path(directory)
+    logs = [({"run": "baseline", "stage": "baseline", "structured": None,
+              "unstructured": None}, directory / "baseline.csv")]
+    logs += [({"run": model_name(s), "stage": "structured", "structured": float(s),
+               "unstructured": None}, directory / f"{file_stem(s)}.csv")
+             for s in grid.structured]
+    logs += [({"run": model_name(s, u), "stage": "unstructured", "structured": float(s),
+               "unstructured": float(u)}, directory / f"{file_stem(s, u)}.csv")
+             for s in grid.structured for u in grid.unstructured]
+    return logs
 
 
 def require_files(paths: Sequence[Path]) -> None:
@@ -139,9 +113,9 @@ def load(grid: Grid, metrics_dir: Path, test_images: int | None = None) -> Repor
     """Every metrics file and log of the grid, joined; a missing one is a MissingInputError
     naming it. test_images: the test set's size, for each accuracy's interval."""
     metrics_dir = Path(metrics_dir)
-    logs = grid.log_files(metrics_dir / "train")
+    logs = log_files(grid, metrics_dir / "train")
     sensitivity = metrics_dir / SENSITIVITY_FILE
-    require_files(grid.metric_files(metrics_dir) + [path for _, path in logs] + [sensitivity])
+    require_files(metric_files(grid, metrics_dir) + [path for _, path in logs] + [sensitivity])
     return Report(rows=with_pareto([joined(grid, metrics_dir, *point, test_images)
                                     for point in grid.points()]),
                   curves=[row for run, path in logs for row in read_log(path, run)],
@@ -150,9 +124,9 @@ def load(grid: Grid, metrics_dir: Path, test_images: int | None = None) -> Repor
 
 def joined(grid: Grid, metrics_dir: Path, s, u, q, test_images: int | None = None) -> dict:
     """One model's row: its quantize file, and the accuracies of the stages that made it."""
-    model = read_json(grid.model_file(metrics_dir, s, u, q))
-    floating = read_json(grid.unstructured_file(metrics_dir, s, u))
-    structured = read_json(grid.structured_file(metrics_dir, s))
+    model = read_json(metrics_file(metrics_dir, s, u, q))
+    floating = read_json(metrics_file(metrics_dir, s, u))
+    structured = read_json(metrics_file(metrics_dir, s))
     low, high = (accuracy_interval(model["accuracy"], test_images) if test_images
                  else (None, None))
     return {**{c: model.get(c) for c in MODEL_COLUMNS},

@@ -27,9 +27,12 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from .errors import SqueezeError
+
+if TYPE_CHECKING:
+    from .config import Params
 
 WAVES = ("baseline", "structured", "unstructured", "quantize", "report")
 WAVE_OF = {"check_params": 0, "prepare": 0, "train": 0, "sensitivity": 0, "prune_structured": 1,
@@ -57,20 +60,20 @@ class Stage:
         return self.name.split("@", 1)[1].split("-") if "@" in self.name else []
 
 
-def _finetune_epochs(params: Mapping, which: str) -> float:
-    ft = params["finetune"][which]
-    return ft["epochs"] * (DISTILL_COST if ft.get("distill_alpha", 0) else 1.0)
+def _finetune_epochs(params: Params, which: str) -> float:
+    ft = getattr(params.finetune, which)
+    return ft.epochs * (DISTILL_COST if ft.distill_alpha else 1.0)
 
 
-def cost(stage: Stage, params: Mapping) -> float:
+def cost(stage: Stage, params: Params) -> float:
     """The stage's estimated cost in baseline epochs."""
     kind, item = stage.kind, stage.item
     if kind == "train":
-        return params["train"]["epochs"] + EVALUATION
+        return params.train.epochs + EVALUATION
     if kind == "sensitivity":
-        images = params["data"].get("train_subset") or 50_000
-        passes = GROUPS * len(params["sensitivity"]["amounts"])
-        return passes * params["sensitivity"]["images"] / images / 3 + EVALUATION
+        images = params.data.train_subset or 50_000
+        passes = GROUPS * len(params.sensitivity.amounts)
+        return passes * params.sensitivity.images / images / 3 + EVALUATION
     if kind == "prune_structured":
         s = float(item[0])
         epochs = _finetune_epochs(params, "structured") if s > 0 else 0.0
@@ -114,7 +117,7 @@ def _chains(stages: list[Stage]) -> list[list[Stage]]:
     return [sorted(c, key=lambda s: order[s.name]) for c in chains if c]
 
 
-def plan(stages: Sequence[Stage], params: Mapping, workers: int) -> dict:
+def plan(stages: Sequence[Stage], params: Params, workers: int) -> dict:
     """The waves: each stage exactly once, each wave's chains spread over `workers` lists by
     longest-first greedy balancing (each chain to the least loaded list so far)."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -174,8 +177,7 @@ def repo_plan(root: Path, workers: int, stages: Sequence[Stage] | None = None) -
     the caller has already read them from DVC's index."""
     from .config import load_params, validate
 
-    params = load_params(Path(root) / "params.yaml")
-    validate(params)
+    params = validate(load_params(Path(root) / "params.yaml"))
     return plan(dvc_stages(root) if stages is None else stages, params, workers)
 
 

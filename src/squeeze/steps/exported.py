@@ -4,7 +4,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .. import export, recommend
+from .. import export, names, recommend
 from ..config import ExportConfig
 from ..fsutil import write_json
 
@@ -16,7 +16,7 @@ def run(cfg: ExportConfig, report: Path, data_path: Path, out: Path) -> dict:
     chosen = recommend.recommend(recommend.read_report(report), cfg.budget, cfg.score)
     root = Path(report).resolve().parent.parent  # the workspace: checkpoints are relative to it
     checkpoint = root / chosen["checkpoint"]
-    quant = chosen["model"].rsplit("-", 1)[-1]
+    quant = names.parse(chosen["model"])[2]
     fmt = cfg.format if cfg.format != "auto" else export.SUPPORTED[quant][0]
     out = Path(out)
     if out.exists():

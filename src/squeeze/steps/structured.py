@@ -25,7 +25,6 @@ def spared_groups(prune_cfg: StructuredConfig, amount: float,
 def run(amount: float, prune_cfg: StructuredConfig, finetune_cfg: FinetuneConfig, base: Path,
         data_path: Path, out: Path, out_metrics: Path, log_path: Path, resume_path: Path,
         sensitivity_path: Path | None = None, device: str | None = None) -> dict:
-    amount = prune_cfg.check_amount(amount)
     spared = spared_groups(prune_cfg, amount, sensitivity_path)
     options = dict(scope=prune_cfg.scope, criterion=prune_cfg.criterion, seed=finetune_cfg.seed,
                    layers=prune_cfg.layers, spare=spared, round_to=prune_cfg.round_to,
