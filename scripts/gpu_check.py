@@ -42,6 +42,7 @@ from squeeze import device as devices  # noqa: E402
 from squeeze.batches import DeviceData  # noqa: E402
 from squeeze.config import load_params, validate  # noqa: E402
 from squeeze.fsutil import write_json  # noqa: E402
+from squeeze.paths import StagePaths  # noqa: E402
 from squeeze.steps import baseline as baseline_step  # noqa: E402
 from squeeze.steps import quantized as quantized_step  # noqa: E402
 from squeeze.steps import structured as structured_step  # noqa: E402
@@ -156,8 +157,9 @@ def run(archive: Path, outdir: Path, work: Path, tiny: bool, budget: float, max_
 
     mark = time.perf_counter()
     baseline, baseline_log = work / "baseline.pt", outdir / "baseline.csv"
-    baseline_step.run(cfg["model"], replace(cfg["train"], epochs=epochs), data_path, baseline,
-                      work / "baseline.json", baseline_log, work / "train-resume.pt")
+    baseline_step.run(cfg["model"], replace(cfg["train"], epochs=epochs),
+                      StagePaths(data_path, baseline, work / "baseline.json", baseline_log,
+                                 work / "train-resume.pt"))
     seconds["train"] = time.perf_counter() - mark
     summary["baseline"] = baseline_summary(
         read_history(baseline_log), json.loads((work / "baseline.json").read_text()), epochs,
@@ -165,9 +167,9 @@ def run(archive: Path, outdir: Path, work: Path, tiny: bool, budget: float, max_
 
     mark = time.perf_counter()
     pruned = work / f"s{STRUCTURED:g}.pt"
-    metrics = structured_step.run(STRUCTURED, cfg["prune"], cfg["finetune"], baseline, data_path,
-                                  pruned, work / f"s{STRUCTURED:g}.json",
-                                  outdir / f"s{STRUCTURED:g}.csv", work / "prune-resume.pt")
+    metrics = structured_step.run(STRUCTURED, cfg["prune"], cfg["finetune"], StagePaths(
+        data_path, pruned, work / f"s{STRUCTURED:g}.json", outdir / f"s{STRUCTURED:g}.csv",
+        work / "prune-resume.pt", base=baseline))
     seconds["prune_finetune"] = time.perf_counter() - mark
     summary[f"s{STRUCTURED:g}"] = {"finetune_epochs": cfg["finetune"].epochs,
                                    "accuracy_pruned": round(metrics["accuracy_pruned"], 4),
@@ -176,8 +178,8 @@ def run(archive: Path, outdir: Path, work: Path, tiny: bool, budget: float, max_
     mark = time.perf_counter()
     for quant in ("fp32", "fp16", "int8"):
         m = quantized_step.run(STRUCTURED, 0.0, quant, cfg["int8"] if quant == "int8" else None,
-                               cfg["evaluate"], pruned, data_path, work / f"q-{quant}.pt",
-                               work / f"q-{quant}.json")
+                               cfg["evaluate"], StagePaths(data_path, work / f"q-{quant}.pt",
+                                                           work / f"q-{quant}.json", base=pruned))
         summary[f"s{STRUCTURED:g}"]["quantized"][quant] = {
             k: m[k] for k in ("accuracy", "device", "precision", "params", "ops", "score",
                               "latency_ms_b1", "latency_ms_b32", "latency_threads", "cpu")}

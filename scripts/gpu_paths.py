@@ -26,6 +26,7 @@ from squeeze import checkpoint, evaluation, models, prune, train
 from squeeze import device as devices
 from squeeze.batches import DeviceData
 from squeeze.config import EvaluateConfig, Int8Config, TrainConfig
+from squeeze.paths import StagePaths
 from squeeze.steps import quantized as quantized_step
 from squeeze.steps.common import to_cpu
 
@@ -158,8 +159,9 @@ def check_quantize(data_path: Path, work: Path, straight: torch.nn.Module,
     checkpoint.save_model(base, to_cpu(straight), {}, epoch=CFG.epochs)
     found, ok = {}, True
     for quant in ("fp32", "fp16", "int8"):
-        m = quantized_step.run(0.0, 0.0, quant, INT8 if quant == "int8" else None, evaluate, base,
-                               data_path, work / f"{quant}.pt", work / f"{quant}.json")
+        m = quantized_step.run(0.0, 0.0, quant, INT8 if quant == "int8" else None, evaluate,
+                               StagePaths(data_path, work / f"{quant}.pt", work / f"{quant}.json",
+                                          base=base))
         found[quant] = {k: m.get(k) for k in ("accuracy", "device", "precision")}
         ok &= 0 <= m["accuracy"] <= 1 and bool(m.get("precision"))
     found["fp16_minus_fp32"] = round(found["fp16"]["accuracy"] - found["fp32"]["accuracy"], 6)

@@ -1,6 +1,7 @@
 """Stage prune_structured@<s>: filter pruning of the baseline at amount s, then a fine-tune."""
 from squeeze import cli
 from squeeze.config import amount_arg
+from squeeze.paths import StagePaths
 
 PARAMS = ("prune.structured.scope", "prune.structured.criterion", "prune.structured.layers",
           "prune.structured.rounds", "prune.structured.target", "prune.structured.spare_drop",
@@ -18,9 +19,7 @@ def configs(args, params) -> dict:
 def main(args, params):
     from squeeze.steps import structured
 
-    print(structured.run(**configs(args, params), base=args.base, data_path=args.data,
-                         out=args.out, out_metrics=args.out_metrics, log_path=args.out_log,
-                         resume_path=args.resume, sensitivity_path=args.sensitivity))
+    print(structured.run(**configs(args, params), paths=StagePaths.from_args(args)))
 
 
 if __name__ == "__main__":

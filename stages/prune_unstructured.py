@@ -1,6 +1,7 @@
 """Stage prune_unstructured@<s>-<u>: magnitude pruning of a structured model, then a fine-tune."""
 from squeeze import cli
 from squeeze.config import amount_arg
+from squeeze.paths import StagePaths
 
 PARAMS = ("prune.unstructured.scope", "finetune.unstructured")
 
@@ -15,9 +16,7 @@ def configs(args, params) -> dict:
 def main(args, params):
     from squeeze.steps import unstructured
 
-    print(unstructured.run(**configs(args, params), base=args.base, data_path=args.data,
-                           out=args.out, out_metrics=args.out_metrics, log_path=args.out_log,
-                           resume_path=args.resume))
+    print(unstructured.run(**configs(args, params), paths=StagePaths.from_args(args)))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Stage quantize@<s>-<u>-<q>: post-training quantization of one model, and its measurement."""
 from squeeze import cli
 from squeeze.config import amount_arg, quant_arg
+from squeeze.paths import StagePaths
 
 PARAMS = ("quantize.{quant}", "evaluate")  # {quant}: this stage's type; fp32 and fp16 hold {}
 
@@ -17,8 +18,7 @@ def configs(args, params) -> dict:
 def main(args, params):
     from squeeze.steps import quantized
 
-    print(quantized.run(**configs(args, params), base=args.base, data_path=args.data,
-                        out_model=args.out, out_metrics=args.out_metrics))
+    print(quantized.run(**configs(args, params), paths=StagePaths.from_args(args)))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 (Li et al. 2017, Figure 2); accuracy on held-out training images -> a CSV the report draws and
 prune_structured reads when prune.structured.spare_drop > 0."""
 from squeeze import cli
+from squeeze.paths import StagePaths
 
 PARAMS = ("sensitivity", "prune.structured.criterion")
 
@@ -13,8 +14,7 @@ def configs(args, params) -> dict:
 def main(args, params):
     from squeeze.steps import sensitive
 
-    rows = sensitive.run(**configs(args, params), base=args.base, data_path=args.data,
-                         out=args.out)
+    rows = sensitive.run(**configs(args, params), paths=StagePaths.from_args(args))
     print(f"{len(rows)} measurements written to {args.out}")
 
 

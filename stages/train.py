@@ -1,5 +1,6 @@
 """Stage train: the baseline ResNet-18, trained with the study's recipe."""
 from squeeze import cli
+from squeeze.paths import StagePaths
 
 PARAMS = ("model", "train")
 
@@ -11,9 +12,7 @@ def configs(args, params) -> dict:
 def main(args, params):
     from squeeze.steps import baseline
 
-    print(baseline.run(**configs(args, params), data_path=args.data, out=args.out,
-                       out_metrics=args.out_metrics, log_path=args.out_log,
-                       resume_path=args.resume))
+    print(baseline.run(**configs(args, params), paths=StagePaths.from_args(args)))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from squeeze.prepared import save as save_dataset
 from squeeze.fsutil import read_json
 from squeeze.history import HISTORY_COLUMNS
 from squeeze.steps import structured, unstructured
+from squeeze.paths import StagePaths
 from squeeze.config import ConfigError, FinetuneConfig, StructuredConfig, UnstructuredConfig
 from squeeze.models import ResNetSpec
 
@@ -461,8 +462,9 @@ def test_run_prune_structured(tmp_path, prepared):
     out_metrics = tmp_path / "metrics" / "s0.5.json"
     cfg = StructuredConfig(scope="layerwise", criterion="l1")
 
-    metrics = structured.run(0.5, cfg, finetune_config(), base, prepared, out, out_metrics, log,
-                             resume, device="cpu")
+    metrics = structured.run(0.5, cfg, finetune_config(),
+                             StagePaths(prepared, out, out_metrics, log, resume, base=base),
+                             device="cpu")
 
     model, payload = checkpoint.load_model(out)
     expected = prune.prune_filters(copy.deepcopy(baseline), 0.5, "layerwise", "l1")
@@ -499,8 +501,9 @@ def test_run_prune_structured_amount_zero_copies_the_baseline(tmp_path, prepared
     out, log, out_metrics = tmp_path / "s0.pt", tmp_path / "s0.csv", tmp_path / "s0.json"
     cfg = StructuredConfig(scope="layerwise", criterion="l1")
 
-    metrics = structured.run(0.0, cfg, finetune_config(), base, prepared, out, out_metrics, log,
-                             tmp_path / "r.pt", device="cpu")
+    metrics = structured.run(0.0, cfg, finetune_config(),
+                             StagePaths(prepared, out, out_metrics, log, tmp_path / "r.pt",
+                                        base=base), device="cpu")
 
     model, payload = checkpoint.load_model(out)
     assert model.spec == ResNetSpec.resnet18(8)
@@ -521,8 +524,9 @@ def test_run_prune_unstructured(tmp_path, prepared):
     out_metrics = tmp_path / "u.json"
     cfg = UnstructuredConfig(scope="global")
 
-    metrics = unstructured.run(0.5, 0.5, cfg, finetune_config(), base, prepared, out, out_metrics,
-                               log, resume, device="cpu")
+    metrics = unstructured.run(0.5, 0.5, cfg, finetune_config(),
+                               StagePaths(prepared, out, out_metrics, log, resume, base=base),
+                               device="cpu")
 
     model, payload = checkpoint.load_model(out)
     assert model.spec == ResNetSpec.resnet18(8)
@@ -551,8 +555,9 @@ def test_run_prune_unstructured_amount_zero_copies_the_source(tmp_path, prepared
     out, log, out_metrics = tmp_path / "s0.5-u0.pt", tmp_path / "u0.csv", tmp_path / "u0.json"
     cfg = UnstructuredConfig(scope="global")
 
-    metrics = unstructured.run(0.5, 0.0, cfg, finetune_config(), base, prepared, out, out_metrics,
-                               log, tmp_path / "r.pt", device="cpu")
+    metrics = unstructured.run(0.5, 0.0, cfg, finetune_config(),
+                               StagePaths(prepared, out, out_metrics, log, tmp_path / "r.pt",
+                                          base=base), device="cpu")
 
     model, payload = checkpoint.load_model(out)
     assert_same_state(model.state_dict(), source.state_dict())

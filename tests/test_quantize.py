@@ -12,6 +12,7 @@ import torch
 from squeeze import batches, checkpoint, data, evaluation, measure, models, prune, quantize, train
 from squeeze.prepared import save as save_dataset
 from squeeze.steps import quantized
+from squeeze.paths import StagePaths
 from squeeze.config import EvaluateConfig, Int8Config, TrainConfig
 from squeeze.models import ResNetSpec
 
@@ -241,8 +242,9 @@ def test_evaluate_fails_before_writing_without_int8_engine(tmp_path, only_qnnpac
 
     monkeypatch.setattr(checkpoint, "load_model", no_work)
     with pytest.raises(quantize.QuantizationError, match="x86"):
-        quantized.run(0.0, 0.0, "int8", INT8_CFG, EVAL_CFG, base, prepared,
-                      out / "model.pt", out / "metrics.json", device="cpu")
+        quantized.run(0.0, 0.0, "int8", INT8_CFG, EVAL_CFG,
+                      StagePaths(prepared, out / "model.pt", out / "metrics.json", base=base),
+                      device="cpu")
     assert not out.exists() or list(out.rglob("*")) == []
 
 
@@ -269,7 +271,8 @@ def evaluated(tmp_path_factory, evaluate_inputs):
     for quant in ("fp32", "fp16", "int8"):
         out_model, out_metrics = root / f"{quant}.pt", root / f"{quant}.json"
         returned = quantized.run(0.5, 0.5, quant, INT8_CFG if quant == "int8" else None,
-                                 EVAL_CFG, base, prepared, out_model, out_metrics, device="cpu")
+                                 EVAL_CFG, StagePaths(prepared, out_model, out_metrics, base=base),
+                                 device="cpu")
         results[quant] = (returned, out_model, out_metrics)
     return results
 

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from squeeze import batches, checkpoint, data, models, prune, recovery
+from squeeze.paths import StagePaths
 from squeeze.config import FinetuneConfig, StructuredConfig
 from squeeze.models import ResNetSpec
 from squeeze.prepared import save as save_dataset
@@ -82,10 +83,10 @@ def inputs(tmp_path_factory):
 
 
 def run_structured(root, name, prune_cfg, finetune_cfg, amount=0.5, sensitivity=None):
-    return structured.run(amount, prune_cfg, finetune_cfg, root / "base.pt", root / "data.npz",
-                          root / f"{name}.pt", root / f"{name}.json", root / f"{name}.csv",
-                          root / f"{name}-resume.pt", sensitivity or root / "absent.csv",
-                          device="cpu")
+    return structured.run(amount, prune_cfg, finetune_cfg, StagePaths(
+        root / "data.npz", root / f"{name}.pt", root / f"{name}.json", root / f"{name}.csv",
+        root / f"{name}-resume.pt", base=root / "base.pt",
+        sensitivity=sensitivity or root / "absent.csv"), device="cpu")
 
 
 def test_structured_step_with_every_lever(inputs):

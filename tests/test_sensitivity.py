@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from squeeze import checkpoint, measure, models, prune, sensitivity
+from squeeze.paths import StagePaths
 from squeeze.config import ConfigError, StructuredConfig
 from squeeze.evaluation import BATCH_SIZE, accuracy_on
 from squeeze.models import ResNetSpec
@@ -133,8 +134,9 @@ def test_structured_step_with_a_params_target(inputs):
 def test_sensitivity_step_writes_the_csv(inputs):
     from squeeze.config import SensitivityConfig
 
-    rows = sensitive.run(SensitivityConfig((0.5,), 100), "l1", inputs / "base.pt",
-                         inputs / "data.npz", inputs / "out.csv", device="cpu")
+    rows = sensitive.run(SensitivityConfig((0.5,), 100), "l1",
+                         StagePaths(inputs / "data.npz", inputs / "out.csv",
+                                    base=inputs / "base.pt"), device="cpu")
     assert sensitivity.read(inputs / "out.csv") == rows and len(rows) == 12
 
 

@@ -9,23 +9,24 @@ import torch
 from .. import checkpoint, models, train
 from ..config import ConfigError, ModelConfig, TrainConfig
 from ..fsutil import write_json
+from ..paths import StagePaths
 from .common import file_sha256, load_data, measured, on, to_cpu
 
 
-def run(model_cfg: ModelConfig, train_cfg: TrainConfig, data_path: Path, out: Path,
-        out_metrics: Path, log_path: Path, resume_path: Path, device: str | None = None) -> dict:
-    data = load_data(data_path, device)
-    check_classes(data.classes, model_cfg.num_classes, data_path)
+def run(model_cfg: ModelConfig, train_cfg: TrainConfig, paths: StagePaths,
+        device: str | None = None) -> dict:
+    data = load_data(paths.data, device)
+    check_classes(data.classes, model_cfg.num_classes, paths.data)
     torch.manual_seed(train_cfg.seed)
     model = models.build(models.ResNetSpec.resnet18(model_cfg.width, model_cfg.num_classes))
-    result = train.fit(model, data, train_cfg, name="baseline", log_path=log_path,
-                       resume_path=resume_path,
-                       fingerprint_extra={"data": file_sha256(data_path)})
+    result = train.fit(model, data, train_cfg, name="baseline", log_path=paths.log,
+                       resume_path=paths.resume,
+                       fingerprint_extra={"data": file_sha256(paths.data)})
     metrics = {"accuracy": measured(model, data), **result.summary(), **on(data)}
-    checkpoint.save_model(out, to_cpu(model),
+    checkpoint.save_model(paths.out, to_cpu(model),
                           {"model": asdict(model_cfg), "train": asdict(train_cfg)},
                           epoch=train_cfg.epochs, preprocess=data.preprocess)
-    write_json(out_metrics, metrics)
+    write_json(paths.metrics, metrics)
     return metrics
 
 

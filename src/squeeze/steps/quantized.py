@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import os
-from pathlib import Path
 
 import torch
 
@@ -14,6 +13,7 @@ from ..config import EvaluateConfig, Int8Config
 from ..evaluation import accuracy
 from ..fsutil import write_json
 from ..names import model_name
+from ..paths import StagePaths
 from .common import load_data
 
 # what each type's accuracy is computed in, by device type (see quantize.py)
@@ -23,18 +23,17 @@ PRECISION = {("fp32", "cpu"): "fp32", ("fp32", "cuda"): "fp32",
 
 
 def run(structured: float, unstructured: float, quant: str, int8_cfg: Int8Config | None,
-        eval_cfg: EvaluateConfig, base: Path, data_path: Path, out_model: Path, out_metrics: Path,
-        device: str | None = None) -> dict:
+        eval_cfg: EvaluateConfig, paths: StagePaths, device: str | None = None) -> dict:
     """int8_cfg: the quantize.int8 section (None for fp32 and fp16, which have no settings)."""
     if quant == "int8":
         quantize.check_engine(int8_cfg.engine)  # one line before any work where it is missing
-    float_model, payload = checkpoint.load_model(base)
+    float_model, payload = checkpoint.load_model(paths.base)
     float_model.eval()
     spec = float_model.spec
     counts = measure.model_counts(float_model)
     sparsity = measure.sparsity(float_model)
     # accuracy runs where it is real: int8 on its CPU kernels, the others on the fastest device
-    data = load_data(data_path, "cpu" if quant == "int8" else device)
+    data = load_data(paths.data, "cpu" if quant == "int8" else device)
     if quant == "int8":
         calibration = data.calibration_batches(int8_cfg.calibration_batch_size,
                                                int8_cfg.calibration_batches, seed=0)
@@ -43,7 +42,7 @@ def run(structured: float, unstructured: float, quant: str, int8_cfg: Int8Config
     else:
         qmodel = quantize.quantize(copy.deepcopy(float_model), quant)
     acc = _accuracy(qmodel, data, quant)
-    quantize.save_quantized(out_model, qmodel.cpu(), spec, quant,
+    quantize.save_quantized(paths.out, qmodel.cpu(), spec, quant,
                             {"structured": structured, "unstructured": unstructured},
                             engine=int8_cfg.engine if quant == "int8" else None,
                             preprocess=payload.get("preprocess") or data.preprocess)
@@ -65,9 +64,9 @@ def run(structured: float, unstructured: float, quant: str, int8_cfg: Int8Config
         "score_seed": round(measure.score_seed(structured, unstructured, quant), 6),
         **latency, "latency_threads": eval_cfg.latency_threads,
         "latency_repeats": eval_cfg.latency_repeats, "cpu": devices.cpu_name(),
-        "size_bytes": os.path.getsize(out_model), "spec": spec.to_dict(),
+        "size_bytes": os.path.getsize(paths.out), "spec": spec.to_dict(),
     }
-    write_json(out_metrics, metrics)
+    write_json(paths.metrics, metrics)
     return metrics
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from .. import prune, sensitivity
 from ..config import ConfigError, FinetuneConfig, StructuredConfig
 from ..names import model_name
+from ..paths import StagePaths
 from .finetune import prune_then_finetune
 
 
@@ -22,10 +23,9 @@ def spared_groups(prune_cfg: StructuredConfig, amount: float,
     return sensitivity.sensitive(sensitivity.read(sensitivity_path), amount, prune_cfg.spare_drop)
 
 
-def run(amount: float, prune_cfg: StructuredConfig, finetune_cfg: FinetuneConfig, base: Path,
-        data_path: Path, out: Path, out_metrics: Path, log_path: Path, resume_path: Path,
-        sensitivity_path: Path | None = None, device: str | None = None) -> dict:
-    spared = spared_groups(prune_cfg, amount, sensitivity_path)
+def run(amount: float, prune_cfg: StructuredConfig, finetune_cfg: FinetuneConfig,
+        paths: StagePaths, device: str | None = None) -> dict:
+    spared = spared_groups(prune_cfg, amount, paths.sensitivity)
     options = dict(scope=prune_cfg.scope, criterion=prune_cfg.criterion, seed=finetune_cfg.seed,
                    layers=prune_cfg.layers, spare=spared, round_to=prune_cfg.round_to,
                    max_layer_amount=prune_cfg.max_layer_amount,
@@ -60,7 +60,5 @@ def run(amount: float, prune_cfg: StructuredConfig, finetune_cfg: FinetuneConfig
 
     return prune_then_finetune(
         amount=amount, prune=prune_filters, prune_cfg=prune_cfg, finetune_cfg=finetune_cfg,
-        name=model_name(amount), base=base, data_path=data_path, out=out,
-        out_metrics=out_metrics, log_path=log_path, resume_path=resume_path,
-        identity={"structured": amount}, rounds=prune_cfg.rounds, device=device,
+        name=model_name(amount), paths=paths, identity={"structured": amount}, rounds=prune_cfg.rounds, device=device,
         details=details)

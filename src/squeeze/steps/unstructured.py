@@ -2,17 +2,15 @@
 the fine-tune."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from .. import prune
 from ..config import FinetuneConfig, UnstructuredConfig
 from ..names import model_name
+from ..paths import StagePaths
 from .finetune import prune_then_finetune
 
 
 def run(structured: float, amount: float, prune_cfg: UnstructuredConfig,
-        finetune_cfg: FinetuneConfig, base: Path, data_path: Path, out: Path, out_metrics: Path,
-        log_path: Path, resume_path: Path, device: str | None = None) -> dict:
+        finetune_cfg: FinetuneConfig, paths: StagePaths, device: str | None = None) -> dict:
 
     def prune_weights(model, _index: int, _rounds: int):
         masks = prune.magnitude_masks(model, amount, prune_cfg.scope)
@@ -21,6 +19,4 @@ def run(structured: float, amount: float, prune_cfg: UnstructuredConfig,
 
     return prune_then_finetune(
         amount=amount, prune=prune_weights, prune_cfg=prune_cfg, finetune_cfg=finetune_cfg,
-        name=model_name(structured, amount), base=base, data_path=data_path, out=out,
-        out_metrics=out_metrics, log_path=log_path, resume_path=resume_path,
-        identity={"structured": structured, "unstructured": amount}, device=device)
+        name=model_name(structured, amount), paths=paths, identity={"structured": structured, "unstructured": amount}, device=device)
