@@ -183,67 +183,38 @@ def _fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, *, name: str,
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(data.y_train) / cfg.batch_size)
-    scheduler, per_step = _schedule(optimizer, cfg, steps_per_epoch)
-    generator = torch.Generator(device=device)
-    generator.manual_seed(cfg.seed)
+    loop = _Loop.start(model, cfg, data)
     result = FitResult()
     run_id = fingerprint(cfg, model, device, fingerprint_extra)
-    start_epoch = _try_resume(resume_path, run_id, model, optimizer, scheduler, generator, result)
+    start_epoch = _try_resume(resume_path, run_id, model, loop.optimizer, loop.scheduler,
+                              loop.generator, result)
     if constraint is not None:
         constraint(model)
-
-    timed = {"batches": 0, "images": 0, "start": None}  # for the one estimate of the run
+    eta = _Eta(name, model, data)
     for epoch in range(start_epoch, cfg.epochs):
-        model.train()
-        lr = optimizer.param_groups[0]["lr"]
+        lr = loop.optimizer.param_groups[0]["lr"]
         started = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        seen = 0
-        batches = data.train_batches(cfg.batch_size, generator)
-        for x, y in _progress(batches, steps_per_epoch, f"{name} {epoch + 1}/{cfg.epochs}"):
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                logits = model(x)
-                loss = loss_fn(logits, x, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if per_step:
-                scheduler.step()
-            if constraint is not None:
-                constraint(model)
-            loss_sum += loss.detach().float() * len(y)
-            correct += (logits.argmax(1) == y).sum()
-            seen += len(y)
-            if timed["batches"] < WARM_BATCHES + ESTIMATE_AFTER:
-                _time_for_estimate(timed, len(y), name, cfg.epochs - epoch, model, data)
-        train_loss = float(loss_sum) / seen
-        if not math.isfinite(train_loss):
+        loss, correct, seen = _train_epoch(model, data, cfg, loop, constraint, loss_fn,
+                                           f"{name} {epoch + 1}/{cfg.epochs}",
+                                           lambda images: eta.batch(images, cfg.epochs - epoch))
+        if not math.isfinite(loss):
             raise TrainingDiverged(
-                f"{name}: loss became {train_loss} in epoch {epoch + 1}; lower the learning rate "
+                f"{name}: loss became {loss} in epoch {epoch + 1}; lower the learning rate "
                 f"(lr is {cfg.lr}), no model was written")
-        if not per_step:
-            scheduler.step()
+        if not loop.per_step:
+            loop.scheduler.step()
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
-        row = {"epoch": epoch + 1, "train_loss": round(train_loss, 6),
-               "train_accuracy": round(int(correct) / seen, 6),
+        row = {"epoch": epoch + 1, "train_loss": round(loss, 6),
+               "train_accuracy": round(correct / seen, 6),
                "test_accuracy": round(accuracy(model, data), 6), "lr": lr,
                "epoch_seconds": round(seconds, 3), "images_per_second": round(seen / seconds, 1)}
         result.history.append(row)
-        print(f"{name} epoch {row['epoch']}/{cfg.epochs} loss {row['train_loss']:.4f} "
-              f"train {row['train_accuracy']:.4f} test {row['test_accuracy']:.4f} lr {lr:.5f} "
-              f"{row['epoch_seconds']:.1f}s {row['images_per_second']:.0f} img/s", flush=True)
-        if log_path is not None:
-            write_history(log_path, result.history)
+        _report(name, row, cfg.epochs, log_path, result.history)
         if resume_path is not None and epoch + 1 < cfg.epochs:
-            _save_resume(resume_path, run_id, epoch + 1, model, optimizer, scheduler, generator, result)
+            _save_resume(resume_path, run_id, epoch + 1, model, loop.optimizer, loop.scheduler,
+                         loop.generator, result)
         result.epoch_wall_seconds.append(round(time.perf_counter() - started, 3))
     if resume_path is not None:
         Path(resume_path).unlink(missing_ok=True)
@@ -251,26 +222,92 @@ def _fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, *, name: str,
     return result
 
 
-def _time_for_estimate(timed: dict, images: int, name: str, epochs_left: int, model: nn.Module,
-                       data: DeviceData) -> None:
-    """Count one batch; after WARM_BATCHES start the clock, ESTIMATE_AFTER later print the
-    estimate of the run (once per fit)."""
-    timed["batches"] += 1
-    if timed["batches"] < WARM_BATCHES:
-        return
-    if data.device.type == "cuda":
-        torch.cuda.synchronize()
-    if timed["batches"] == WARM_BATCHES:
-        timed["start"] = time.perf_counter()
-        return
-    timed["images"] += images
-    if timed["batches"] == WARM_BATCHES + ESTIMATE_AFTER:
-        rate = timed["images"] / (time.perf_counter() - timed["start"])
-        spec = getattr(model, "spec", None)
-        width = spec.stage_widths[0] if spec is not None else None
-        for line in estimate_lines(name, rate, ESTIMATE_AFTER, epochs_left, len(data.y_train),
-                                   len(data.y_test), data.device.type, width):
-            print(line, flush=True)
+@dataclass
+class _Loop:
+    """What a fit steps: the optimizer, its learning-rate schedule, the shuffling generator."""
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    per_step: bool  # the schedule steps per iteration (else per epoch)
+    generator: torch.Generator
+
+    @classmethod
+    def start(cls, model: nn.Module, cfg: TrainConfig, data: DeviceData) -> "_Loop":
+        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                    weight_decay=cfg.weight_decay)
+        steps_per_epoch = math.ceil(len(data.y_train) / cfg.batch_size)
+        scheduler, per_step = _schedule(optimizer, cfg, steps_per_epoch)
+        generator = torch.Generator(device=data.device)
+        generator.manual_seed(cfg.seed)
+        return cls(optimizer, scheduler, per_step, generator)
+
+
+def _train_epoch(model: nn.Module, data: DeviceData, cfg: TrainConfig, loop: _Loop,
+                 constraint: Callable[[nn.Module], None] | None, loss_fn: Callable,
+                 label: str, on_batch: Callable[[int], None]) -> tuple[float, int, int]:
+    """One pass over the shuffled training set; (mean loss, correct, images seen)."""
+    device = data.device
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    batches = data.train_batches(cfg.batch_size, loop.generator)
+    steps = math.ceil(len(data.y_train) / cfg.batch_size)
+    for x, y in _progress(batches, steps, label):
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(x)
+            loss = loss_fn(logits, x, y)
+        loop.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        loop.optimizer.step()
+        if loop.per_step:
+            loop.scheduler.step()
+        if constraint is not None:
+            constraint(model)
+        loss_sum += loss.detach().float() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        seen += len(y)
+        on_batch(len(y))
+    return float(loss_sum) / seen, int(correct), seen
+
+
+def _report(name: str, row: dict, epochs: int, log_path: Path | None, history: list[dict]) -> None:
+    print(f"{name} epoch {row['epoch']}/{epochs} loss {row['train_loss']:.4f} "
+          f"train {row['train_accuracy']:.4f} test {row['test_accuracy']:.4f} lr {row['lr']:.5f} "
+          f"{row['epoch_seconds']:.1f}s {row['images_per_second']:.0f} img/s", flush=True)
+    if log_path is not None:
+        write_history(log_path, history)
+
+
+class _Eta:
+    """The one estimate of a fit's length: WARM_BATCHES untimed, then ESTIMATE_AFTER timed
+    batches, then the estimate (and, on a CPU at the study's width, the profile hint) printed."""
+
+    def __init__(self, name: str, model: nn.Module, data: DeviceData):
+        self.name, self.model, self.data = name, model, data
+        self.batches, self.images, self.start = 0, 0, 0.0
+
+    def batch(self, images: int, epochs_left: int) -> None:
+        if self.batches >= WARM_BATCHES + ESTIMATE_AFTER:
+            return
+        self.batches += 1
+        if self.batches < WARM_BATCHES:
+            return
+        if self.data.device.type == "cuda":
+            torch.cuda.synchronize()
+        if self.batches == WARM_BATCHES:
+            self.start = time.perf_counter()
+            return
+        self.images += images
+        if self.batches == WARM_BATCHES + ESTIMATE_AFTER:
+            rate = self.images / (time.perf_counter() - self.start)
+            spec = getattr(self.model, "spec", None)
+            width = spec.stage_widths[0] if spec is not None else None
+            for line in estimate_lines(self.name, rate, ESTIMATE_AFTER, epochs_left,
+                                       len(self.data.y_train), len(self.data.y_test),
+                                       self.data.device.type, width):
+                print(line, flush=True)
 
 
 def _save_resume(path, run_id, epoch, model, optimizer, scheduler, generator, result) -> None:
