@@ -18,8 +18,7 @@ def main(args, params):
                                    profiles_dir=args.profiles)
     summary = report.write_outputs(result, csv_path=args.out_csv, summary_path=args.out_summary,
                                tables_path=args.out_tables, curves_path=args.out_curves,
-                               settings=settings, metrics_path=args.out_metrics,
-                               test_images=prepared["test_images"])
+                               settings=settings, metrics_path=args.out_metrics)
     print(f"report: {summary['models']} models, {summary['pareto_count']} on the Pareto front "
           f"({', '.join(summary['pareto'])}); tables in {args.out_tables}")
     figures.write_figures(result, args.out_figures)

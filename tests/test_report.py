@@ -528,7 +528,7 @@ def test_headline_numbers_by_hand():
                                row(0.5, 0, "int8", 0.8, 0.25), row(0.7, 0, "int8", 0.5, 0.0625),
                                row(0, 0, "fp64?", 0.95, 8.0)])
     curves = [{"epoch_seconds": 30.0}, {"epoch_seconds": 90.0}]
-    found = report.headline(report.Report(rows=rows, curves=curves), test_images=10_000)
+    found = report.headline(report.Report(rows=rows, curves=curves, test_images=10_000))
     assert found["base_acc"] == 0.9 and found["base_score"] == 4.0 and found["models"] == 5
     assert (found["acc_at_4x"], found["acc_at_16x"], found["acc_at_64x"]) == (0.85, 0.8, 0.5)
     assert found["front_auc"] == pytest.approx((0.5 + 0.8 + 0.85) / 3, abs=1e-6)

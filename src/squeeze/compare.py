@@ -104,8 +104,8 @@ def footer(rows: Sequence[Mapping]) -> list[str]:
     if not noise:
         return []
     half = max(noise)
-    ties = [a for a in ACCURACIES if a != "front_auc" and _spread(rows, a) is not None
-            and _spread(rows, a) <= half]
+    spreads = {a: _spread(rows, a) for a in ACCURACIES if a != "front_auc"}
+    ties = [a for a, spread in spreads.items() if spread is not None and spread <= half]
     lines = [f"accuracies: test-set %, 95% interval about ±{100 * half:.1f} points; "
              "a difference within that is a tie"]
     if len(rows) > 1 and ties:

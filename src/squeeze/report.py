@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -205,7 +206,7 @@ def summarize(rows: Sequence[Mapping]) -> dict:
     }
 
 
-def headline(report: "Report", test_images: int | None) -> dict:
+def headline(report: "Report") -> dict:
     """The handful of numbers `dvc exp show` compares between experiments (reports/metrics.json):
     the baseline, the best accuracy at 4x, 16x and 64x lower score than the baseline, the
     front's size and mean accuracy over that range, the 95% interval's half width at the
@@ -216,15 +217,15 @@ def headline(report: "Report", test_images: int | None) -> dict:
     if baseline is not None:
         base_score = baseline["score"]
         out.update(base_acc=baseline["accuracy"], base_score=base_score)
-        if test_images:
-            low, high = accuracy_interval(baseline["accuracy"], test_images)
+        if report.test_images:
+            low, high = accuracy_interval(baseline["accuracy"], report.test_images)
             out["ci95"] = round((high - low) / 2, 4)
         for fraction in HEADLINE_FRACTIONS:
             best = best_under_budget(rows, base_score / fraction)
             out[f"acc_at_{fraction}x"] = best["accuracy"]
         out["front_auc"] = front_auc(rows, base_score / HEADLINE_FRACTIONS[-1], base_score)
     out["front"] = sum(1 for r in rows if r["pareto"])
-    seconds = sum(r["epoch_seconds"] or 0 for r in report.curves if r.get("epoch_seconds"))
+    seconds = sum(r["epoch_seconds"] for r in report.curves if r.get("epoch_seconds"))
     out["train_min"] = round(seconds / 60, 2)
     return out
 
@@ -232,8 +233,6 @@ def headline(report: "Report", test_images: int | None) -> dict:
 def front_auc(rows: Sequence[Mapping], low: float, high: float) -> float:
     """The best accuracy available at each budget, averaged over budgets spread evenly in
     log(score) from `low` to `high` (0 where no model fits): one number for a whole front."""
-    import math
-
     span = math.log(high) - math.log(low)
     cuts = sorted({low, high, *(r["score"] for r in rows if low < r["score"] < high)})
     area = 0.0
@@ -265,10 +264,10 @@ def _cell(value) -> str:
 
 def write_outputs(report: Report, *, csv_path: Path, summary_path: Path, tables_path: Path,
                   curves_path: Path, settings: Sequence[tuple[str, str]] = (),
-                  metrics_path: Path | None = None, test_images: int | None = None) -> dict:
+                  metrics_path: Path | None = None) -> dict:
     summary = report.summary()
     if metrics_path is not None:
-        write_json(metrics_path, headline(report, test_images))
+        write_json(metrics_path, headline(report))
     write_text(csv_path, csv_text(report.rows, CSV_COLUMNS))
     write_text(curves_path, csv_text(report.curves, CURVE_COLUMNS))
     write_json(summary_path, summary)
@@ -368,13 +367,15 @@ def _quantized_section(rows: Sequence[Mapping]) -> str:
     return f"## After quantization (every model)\n\n{note}\n\n{md_table(header, lines)}"
 
 
+def _spread_wide(row: Mapping, batch: int) -> bool:
+    median, q1, q3 = (row.get(f"latency_ms_b{batch}{k}") for k in ("", "_q1", "_q3"))
+    return bool(median) and q1 is not None and q3 is not None and \
+        (q3 - q1) > LATENCY_SPREAD_FLAG * median
+
+
 def latency_under_load(row: Mapping) -> bool:
     """A latency whose quartiles spread wide: the machine was busy while it was timed."""
-    for b in (1, 32):
-        median, q1, q3 = (row.get(f"latency_ms_b{b}{k}") for k in ("", "_q1", "_q3"))
-        if median and q1 is not None and q3 is not None and (q3 - q1) > LATENCY_SPREAD_FLAG * median:
-            return True
-    return False
+    return _spread_wide(row, 1) or _spread_wide(row, 32)
 
 
 def _latency(row: Mapping, batch: int) -> str:
@@ -383,8 +384,7 @@ def _latency(row: Mapping, batch: int) -> str:
         return "—"
     if q1 is None or q3 is None:
         return _num(median)
-    flag = " ⚠" if (q3 - q1) > LATENCY_SPREAD_FLAG * median else ""
-    return f"{_num(median)} [{_num(q1)}-{_num(q3)}]{flag}"
+    return f"{_num(median)} [{_num(q1)}-{_num(q3)}]{' ⚠' if _spread_wide(row, batch) else ''}"
 
 
 def _budget_section(summary: Mapping) -> str:
