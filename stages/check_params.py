@@ -7,7 +7,11 @@ record an experiment in which the setting silently did nothing. This stage depen
 itself, so any edit of params.yaml runs it (well under a second) and a bad file stops the run.
 Its one output, a constant line, exists so that DVC's run-cache records the check (a stage
 without outputs is never restored from it, so a fresh clone would rerun it)."""
-from squeeze import cli
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # the code its deps hash
+from squeeze import cli  # noqa: E402
 
 PARAMS = ()
 

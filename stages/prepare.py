@@ -1,5 +1,9 @@
 """Stage prepare: data source -> data/prepared/dataset.npz (uint8 arrays, decoded once)."""
-from squeeze import cli
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # the code its deps hash
+from squeeze import cli  # noqa: E402
 
 PARAMS = ("data",)
 

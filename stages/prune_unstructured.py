@@ -1,5 +1,9 @@
 """Stage prune_unstructured@<s>-<u>: magnitude pruning of a structured model, then a fine-tune."""
-from squeeze import cli
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # the code its deps hash
+from squeeze import cli  # noqa: E402
 from squeeze.config import amount_arg
 from squeeze.paths import StagePaths
 

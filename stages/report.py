@@ -1,6 +1,10 @@
 """Stage report: the trade-off report of the params grid: CSV, summary, headline metrics, tables,
 figures."""
-from squeeze import cli
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # the code its deps hash
+from squeeze import cli  # noqa: E402
 
 # the grid, and every setting tradeoff.md's "Run" table describes or matches a profile on
 PARAMS = ("data", "model", "train", "finetune", "prune", "quantize", "evaluate", "sensitivity")

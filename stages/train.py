@@ -1,5 +1,9 @@
 """Stage train: the baseline ResNet-18, trained with the study's recipe."""
-from squeeze import cli
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # the code its deps hash
+from squeeze import cli  # noqa: E402
 from squeeze.paths import StagePaths
 
 PARAMS = ("model", "train")
