@@ -385,6 +385,7 @@ def sharded(quick_run, tmp_path_factory):
                           data=str(ARCHIVE) if ARCHIVE.is_file() else None)
 
 
+@pytest.mark.slow  # a second whole quick grid, over two workers: about 5 min idle
 def test_sharded_grid_runs_every_stage_once_and_a_fresh_clone_recomputes_nothing(quick_run, sharded):
     repo, env, _ = quick_run
     root, result = sharded
@@ -398,6 +399,7 @@ def test_sharded_grid_runs_every_stage_once_and_a_fresh_clone_recomputes_nothing
     assert fresh == single
 
 
+@pytest.mark.slow
 def test_a_worker_rerun_picks_up_its_finished_stages_from_the_remote(sharded, quick_run):
     _, env, _ = quick_run
     root, _ = sharded
