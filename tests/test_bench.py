@@ -197,7 +197,7 @@ def test_bench_cli_only_keeps_other_sections_with_their_date(tmp_path):
 
 
 @pytest.mark.e2e
-@pytest.mark.slow  # a tiny grid through DVC twice: about a minute idle
+@pytest.mark.slow  # a tiny grid through DVC, timed: minutes on a loaded machine
 def test_pipeline_overhead_on_a_one_model_grid():
     result = benchlib.pipeline_overhead(ROOT, overrides={"prune.structured.amounts": [0],
                                                          "prune.unstructured.amounts": [0],

@@ -385,7 +385,7 @@ def sharded(quick_run, tmp_path_factory):
                           data=str(ARCHIVE) if ARCHIVE.is_file() else None)
 
 
-@pytest.mark.slow  # a second whole quick grid, over two workers: about 5 min idle
+@pytest.mark.slow  # a second whole quick grid, over two workers: as long as quick_run
 def test_sharded_grid_runs_every_stage_once_and_a_fresh_clone_recomputes_nothing(quick_run, sharded):
     repo, env, _ = quick_run
     root, result = sharded
