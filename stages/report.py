@@ -11,16 +11,16 @@ PARAMS = ("data", "model", "train", "finetune", "prune", "quantize", "evaluate",
 
 
 def main(args, params):
-    from squeeze import figures, provenance, report
+    from squeeze.report import figures, provenance, tradeoff
     from squeeze.fsutil import read_json
 
     grid = params.grid
-    report.require_files([args.prepared])
+    tradeoff.require_files([args.prepared])
     prepared = read_json(args.prepared)
-    result = report.load(grid, args.metrics, prepared["test_images"])
+    result = tradeoff.load(grid, args.metrics, prepared["test_images"])
     settings = provenance.describe(params, prepared, result.rows, result.curves,
                                    profiles_dir=args.profiles)
-    summary = report.write_outputs(result, csv_path=args.out_csv, summary_path=args.out_summary,
+    summary = tradeoff.write_outputs(result, csv_path=args.out_csv, summary_path=args.out_summary,
                                tables_path=args.out_tables, curves_path=args.out_curves,
                                settings=settings, metrics_path=args.out_metrics)
     print(f"report: {summary['models']} models, {summary['pareto_count']} on the Pareto front "

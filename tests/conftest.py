@@ -1,5 +1,8 @@
-"""Shared test settings."""
+"""Shared test settings: one torch thread; the `e2e` marker on tests/e2e; no process from tests/unit."""
 from __future__ import annotations
+
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,3 +17,32 @@ def single_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+E2E = Path(__file__).resolve().parent / "e2e"
+UNIT = Path(__file__).resolve().parent / "unit"
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects on the markers
+def pytest_collection_modifyitems(items):
+    """Every test under tests/e2e starts a process (a stage, dvc, git, `python -m squeeze`) and
+    carries the `e2e` marker, so `pytest -m "not e2e"` runs the in-process tests alone."""
+    for item in items:
+        if E2E in Path(item.path).parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+class StartsAProcess(AssertionError):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def unit_tests_start_no_process(request, monkeypatch):
+    """A unit test that starts a process fails, naming the command: it belongs in tests/e2e."""
+    if UNIT not in Path(request.node.path).parents:
+        return
+
+    def refuse(self, args, *rest, **kwargs):
+        raise StartsAProcess(f"a unit test started a process {args!r}: move it to tests/e2e")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)

@@ -11,5 +11,5 @@ __all__ = ["load", "preprocess", "classes"]
 
 def __getattr__(name):
     if name in __all__:
-        return getattr(importlib.import_module("squeeze.api"), name)
+        return getattr(importlib.import_module("squeeze.deploy.api"), name)
     raise AttributeError(f"module 'squeeze' has no attribute {name!r}")

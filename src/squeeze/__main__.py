@@ -41,7 +41,7 @@ def workspace_params_warning(path: str = "params.yaml") -> str | None:
 
 
 def _whole(name: str, text: str | None) -> int:
-    from .shard import ShardError
+    from .sharding.shard import ShardError
 
     try:
         return int(text)
@@ -52,8 +52,8 @@ def _whole(name: str, text: str | None) -> int:
 def shard(args) -> int:
     import subprocess
 
-    from . import launch
-    from .shard import ShardError, log_json, repo_plan, run_wave
+    from .sharding import launch
+    from .sharding.shard import ShardError, log_json, repo_plan, run_wave
 
     workers = _whole("workers", args.workers)
     if workers < 1:
@@ -156,7 +156,7 @@ def _main(argv: list[str] | None = None) -> int:
     from .errors import SqueezeError
     try:
         if args.command == "recommend":
-            from .recommend import RecommendError, read_report, recommend
+            from .deploy.recommend import RecommendError, read_report, recommend
             try:
                 budget = float(args.budget)
             except ValueError:
@@ -166,12 +166,12 @@ def _main(argv: list[str] | None = None) -> int:
         if args.command == "shard":
             return shard(args)
         if args.command == "export":
-            from .export import export
+            from .deploy.export import export
             print(json.dumps(export(args.checkpoint, args.format, args.out, args.data,
                                     args.images), indent=2))
             return 0
         if args.command == "compare":
-            from .compare import dvc_experiments, rows_of, table
+            from .report.compare import dvc_experiments, rows_of, table
             print(table(rows_of(dvc_experiments()), args.experiments))
             return 0
         if args.command == "check":

@@ -5,7 +5,7 @@ Order of work: parse arguments, load params.yaml, parse and validate *all* of it
 Params (config.Params.parse, no torch and no data touched yet), then call the stage's main with
 `Params.only(PARAMS)`: the keys the stage declares in dvc.yaml, every other setting Hidden, so a
 read of an undeclared key fails in tests instead of making an output depend on a param DVC does not
-track (tests/test_dvc_contract.py holds each script's PARAMS equal to its dvc.yaml `params`).
+track (tests/unit/test_dvc_contract.py holds each script's PARAMS equal to its dvc.yaml `params`).
 
 Known failures (SqueezeError: bad params, bad data, bad checkpoint, no int8 backend, diverged
 training, a missing report input) print `error: <what, which value, what is allowed>` and exit 1

@@ -4,7 +4,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .. import export, names, recommend
+from .. import names
+from ..deploy import export, recommend
 from ..config import ExportConfig
 from ..fsutil import write_json
 
