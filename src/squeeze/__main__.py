@@ -1,6 +1,7 @@
 """`python -m squeeze inspect CHECKPOINT | --resnet18 [--width W]`: counts and scores as JSON.
-`python -m squeeze profile NAME [--data ARCHIVE] [--print] [-- DVC EXP RUN ARGS]`: run a profile.
-`python -m squeeze check [--profile NAME] [--data ARCHIVE] [-S key=value ...]`: validate first.
+`python -m squeeze profile NAME... [--data ARCHIVE] [--print] [-- DVC EXP RUN ARGS]`: run profiles.
+`python -m squeeze check [--profile NAME]... [--data ARCHIVE] [-S key=value ...]`: validate first.
+`python -m squeeze methods list|run|collect|table [METHOD ...]`: methods as DVC experiments.
 `python -m squeeze compare [EXP ...]`: experiments side by side (changed params, headline metrics).
 `python -m squeeze recommend --budget B [--score score|score_seed] [--report CSV]`: the best model.
 `python -m squeeze export CHECKPOINT --format onnx|torchscript --out FILE [--images N]`: export.
@@ -91,6 +92,44 @@ def shard(args) -> int:
     return 0
 
 
+def methods(args) -> int:
+    from . import experiments
+    from .errors import SqueezeError
+    from .report import methods as table
+
+    if args.action == "list":
+        for name in experiments.names():
+            print(f"{name:18} {experiments.summary(name)}")
+        return 0
+    if args.action == "run":
+        started = experiments.run(args.methods, args.base, args.data)
+        if not args.wait:
+            print("running in the background: `dvc queue status`; when done, "
+                  f"`python -m squeeze methods collect {' '.join(args.methods)}`")
+            return 0
+        states = experiments.wait(started)
+        failed = [name for name, state in states.items() if state != "Success"]
+        if failed:
+            raise SqueezeError(f"experiment {failed[0]} ended {states[failed[0]]}; its output: "
+                               f"dvc queue logs {failed[0]}")
+    if args.action in ("run", "collect"):
+        found = table.collect(".", args.methods or None)
+        missing = [n for n in args.methods if n not in found]
+        if missing:
+            raise SqueezeError(f"no finished experiment {experiments.PREFIX}{missing[0]}; run it "
+                               f"with `python -m squeeze methods run {missing[0]} --data ...`")
+        table.write_rows(table.merged(table.read_rows(), found))
+        print(f"{table.CSV}: rows of {', '.join(found) or 'no method'} from their experiments")
+        return 0
+    rows = table.read_rows()
+    table.draw(rows)
+    print(table.markdown(rows))
+    print()
+    print(table.budgets(rows))
+    print(f"\n(figure: {table.FIGURE})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command; a reader that stops early (`| head`) ends it quietly with exit 0."""
     try:
@@ -112,15 +151,28 @@ def _main(argv: list[str] | None = None) -> int:
     p.add_argument("--resnet18", action="store_true", help="a fresh ResNet-18 instead")
     p.add_argument("--width", type=int, default=64, help="with --resnet18 (default 64)")
     p = sub.add_parser("profile", help="run the pipeline as `dvc exp run` with a profile's overrides")
-    p.add_argument("name", help="a file profiles/NAME.yaml of dotted-key overrides")
+    p.add_argument("names", nargs="+", metavar="NAME", help="a file profiles/NAME.yaml of "
+                   "dotted-key overrides; several stack in order, a later one winning")
     p.add_argument("--data", help="an ImageFolder tree or .tar.gz to use (data.source: folder)")
     p.add_argument("--print", action="store_true", help="print the dvc command, do not run it")
     p = sub.add_parser("check", help="validate the params a run would use, touching nothing")
-    p.add_argument("--profile", help="apply profiles/NAME.yaml's overrides first")
+    p.add_argument("--profile", action="append", help="apply profiles/NAME.yaml's overrides "
+                   "first (repeat to stack several, in order)")
     p.add_argument("--data", help="as profile's --data (data.source: folder, data.path)")
     p.add_argument("-S", "--set-param", dest="sets", action="append", default=[],
                    metavar="KEY=VALUE", help="an override as `dvc exp run -S` takes it")
     p.add_argument("--params", default="params.yaml", help="the params file (params.yaml)")
+    p = sub.add_parser("methods", help="pruning methods as DVC experiments, and their comparison")
+    p.add_argument("action", choices=("list", "run", "collect", "table"),
+                   help="list: the methods; run: queue each as experiment methods-NAME and start "
+                   "one worker; collect: their rows from the experiments into reports/methods.csv; "
+                   "table: print the tables, draw reports/methods.png")
+    p.add_argument("methods", nargs="*", metavar="METHOD", help="run/collect: method names "
+                   "(profiles/methods/METHOD.yaml); collect: default every experiment found")
+    p.add_argument("--base", default="cpu", help="run: the profile under the method (cpu)")
+    p.add_argument("--data", help="run: as profile's --data (made absolute for the queue)")
+    p.add_argument("--wait", action="store_true", help="run: wait for the experiments, then "
+                   "collect their rows")
     p = sub.add_parser("compare", help="experiments side by side: changed params, headline metrics")
     p.add_argument("experiments", nargs="*", help="experiment names (default: all with results)")
     p = sub.add_parser("recommend", help="the most accurate model under a score budget (JSON)")
@@ -177,7 +229,8 @@ def _main(argv: list[str] | None = None) -> int:
         if args.command == "check":
             from .check import check
             check(args.params, args.profile, args.data, args.sets)
-            print("ok: params valid" + (f" with profile {args.profile}" if args.profile else "")
+            print("ok: params valid" + (f" with profile {' + '.join(args.profile)}"
+                                        if args.profile else "")
                   + (f" and {len(args.sets)} override(s)" if args.sets else ""))
             return 0
         if args.command == "inspect":
@@ -185,10 +238,12 @@ def _main(argv: list[str] | None = None) -> int:
                 parser.error("inspect takes a CHECKPOINT or --resnet18, not both or neither")
             print(json.dumps(inspect(args), indent=2))
             return 0
-        command = profiles.exp_run_command(args.name, args.data, dvc_args)
+        if args.command == "methods":
+            return methods(args)
+        command = profiles.exp_run_command(args.names, args.data, dvc_args)
         if not args.print:  # the params this run would use, before DVC writes them anywhere
             from .check import check, sets_in
-            check("params.yaml", args.name, args.data, sets_in(dvc_args))
+            check("params.yaml", args.names, args.data, sets_in(dvc_args))
     except SqueezeError as err:
         print("error: " + " ".join(str(err).split()), file=sys.stderr)
         return 1

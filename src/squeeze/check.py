@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import yaml
 
@@ -76,11 +76,12 @@ def sets_in(dvc_args: list[str]) -> list[str]:
     return found
 
 
-def check(params_path: str | Path = "params.yaml", profile: str | None = None,
-          data: str | None = None, sets: Iterable[str] = ()) -> dict:
-    """The params a run would use, validated: params.yaml, then the profile's overrides (and
-    --data), then the -S overrides, in that order. Returns them; raises ConfigError."""
-    overrides = profiles.with_data(profiles.load(profile) if profile else {}, data)
+def check(params_path: str | Path = "params.yaml", profile: str | Sequence[str] | None = None,
+          data: str | None = None, sets: Iterable[str] = (),
+          directory: Path = profiles.PROFILE_DIR) -> dict:
+    """The params a run would use, validated: params.yaml, then the profiles' overrides in order
+    (and --data), then the -S overrides. Returns them; raises ConfigError."""
+    overrides = profiles.with_data(profiles.stack(profile, directory) if profile else {}, data)
     applied = [f"{key}={text}" for key, text in profiles.set_pairs(overrides)] + list(sets)
     params = apply_sets(load_params(params_path), applied)
     validate(params)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import Sequence
 
 import yaml
 
@@ -13,15 +14,30 @@ from .config import ConfigError
 PROFILE_DIR = Path("profiles")
 
 
+def known(directory: Path = PROFILE_DIR) -> list[str]:
+    """Every profile name under `directory`: `quick`, `cpu`, `methods/recal`, ..."""
+    return sorted(p.relative_to(directory).with_suffix("").as_posix()
+                  for p in directory.rglob("*.yaml"))
+
+
 def load(name: str, directory: Path = PROFILE_DIR) -> dict:
     path = directory / f"{name}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in directory.glob("*.yaml"))
-        raise ConfigError(f"profile {name!r} not found ({path}); known profiles: {', '.join(known)}")
+        raise ConfigError(f"profile {name!r} not found ({path}); known profiles: "
+                          f"{', '.join(known(directory))}")
     overrides = yaml.safe_load(path.read_text()) or {}
     if not isinstance(overrides, dict):
         raise ConfigError(f"{path}: expected a mapping of dotted keys to values")
     return overrides
+
+
+def stack(names: str | Sequence[str], directory: Path = PROFILE_DIR) -> dict:
+    """The overrides of several profiles applied in order, a later one winning on a shared key
+    (`cpu`, then `structured-fp32`, then `methods/recal`)."""
+    merged: dict = {}
+    for name in [names] if isinstance(names, str) else names:
+        merged.update(load(name, directory))
+    return merged
 
 
 def with_data(overrides: dict, data: str | None) -> dict:
@@ -48,8 +64,9 @@ def set_args(overrides: dict) -> list[str]:
     return [arg for key, text in set_pairs(overrides) for arg in ("-S", f"{key}={text}")]
 
 
-def exp_run_command(name: str, data: str | None = None, extra: list[str] | None = None) -> list[str]:
-    return ["dvc", "exp", "run", *set_args(with_data(load(name), data)), *(extra or [])]
+def exp_run_command(names: str | Sequence[str], data: str | None = None,
+                    extra: list[str] | None = None) -> list[str]:
+    return ["dvc", "exp", "run", *set_args(with_data(stack(names), data)), *(extra or [])]
 
 
 def shell_quote(arg: str) -> str:

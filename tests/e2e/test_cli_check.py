@@ -30,6 +30,19 @@ def test_committed_params_pass_and_each_profile_too():
         assert found.returncode == 0 and found.stdout.startswith("ok"), found.stderr
 
 
+def test_profiles_stack_on_the_command_line_a_later_one_winning():
+    found = squeeze("check", "--profile", "quick", "--profile", "structured-fp32",
+                    "--profile", "methods/recal")
+    assert found.stdout == "ok: params valid with profile quick + structured-fp32 + methods/recal\n"
+    printed = squeeze("profile", "quick", "structured-fp32", "methods/recal", "--print")
+    assert printed.returncode == 0, printed.stderr
+    command = printed.stdout.split()
+    sets = [command[i + 1] for i, arg in enumerate(command) if arg == "-S"]
+    assert "model.width=8" in sets and "'prune.unstructured.amounts=[0]'" in sets
+    assert "'quantize.types=[fp32]'" in sets and "finetune.structured.recalibrate_batches=50" in sets
+    assert "'quantize.types=[fp32, fp16, int8]'" not in sets  # the quick grid, overridden
+
+
 @pytest.mark.parametrize("text, message", [
     ("prune.structured.amounts=[0,0.5,1.5]", "prune.structured.amounts contains 1.5"),
     ("evalute.latency_repeats=3", "no key evalute.latency_repeats"),

@@ -9,7 +9,9 @@ Takes a few minutes; deselect with `-m "not e2e"`.
 """
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 import re
@@ -490,6 +492,37 @@ def test_documented_commands_run_in_the_quick_workspace(quick_run):
         subprocess.run(["dvc", "queue", "remove", "--all"], cwd=repo, env=env, capture_output=True)
         run(["dvc", "checkout", "-q", "--force"], repo, env)
     assert changed_stages(repo, env) == set()
+
+
+def test_a_method_runs_as_a_queued_experiment_and_its_rows_come_from_it(quick_run):
+    """`methods run` queues the method as experiment methods-<name> on the quick base, one
+    `dvc queue start` worker runs it in a copy of the repository (the workspace is not touched),
+    the baseline comes from the run-cache, and the rows are read from the experiment's commit."""
+    repo, env, _ = quick_run
+    kept = {rel: (repo / rel).read_bytes() for rel in ("params.yaml", "reports/methods.csv")}
+    args = ["methods", "run", "recal", "--base", "quick", "--wait"]
+    if ARCHIVE.is_file():
+        args += ["--data", str(ARCHIVE)]
+    try:
+        out = squeeze_cli(repo, env, *args)
+        assert "methods-recal: Success" in out, out
+        assert (repo / "params.yaml").read_bytes() == kept["params.yaml"]
+        logs = run(["dvc", "queue", "logs", "methods-recal"], repo, env)
+        assert "Running stage 'prune_structured@0.5'" in logs, logs[-3000:]
+        assert "Running stage 'train'" not in logs  # the baseline: a run-cache hit
+        rows = [r for r in csv.DictReader(io.StringIO(
+            (repo / "reports/methods.csv").read_text())) if r["method"] == "recal"]
+        quick = grid(repo)[0]
+        assert [float(r["structured"]) for r in rows] == [float(a) for a in quick]
+        pruned = rows[-1]
+        assert pruned["accuracy_recalibrated"] != "" and pruned["finetune_epochs"] == "1"
+        others = [r for r in csv.DictReader(io.StringIO(kept["reports/methods.csv"].decode()))
+                  if r["method"] != "recal"]
+        assert len(others) > 0 and all(r in list(csv.DictReader(io.StringIO(
+            (repo / "reports/methods.csv").read_text()))) for r in others)
+    finally:
+        for rel, data in kept.items():
+            (repo / rel).write_bytes(data)
 
 
 def test_an_output_edited_in_place_cannot_corrupt_the_cache(quick_run):

@@ -30,6 +30,8 @@ COVERAGE: list[tuple[str, str]] = [
     (r"python -m squeeze profile quick$", "elsewhere: the quick_run fixture (synthetic data when "
      "the archive is absent)"),
     (r"python -m squeeze profile quick -- -n my-name$", "elsewhere: the quick_run fixture"),
+    (r"python -m squeeze profile quick structured-fp32 methods/recal$", "elsewhere: test_cli_check "
+     "prints its command; the methods e2e test runs the same stack through the queue"),
     (r"python -m squeeze profile cpu.*", "not run: about 80 minutes on 2 cores"),
     (r"python -m squeeze profile quick --print$", RUN),
     (r"python -m squeeze profile quick -- --queue .*", RUN),
@@ -58,9 +60,9 @@ COVERAGE: list[tuple[str, str]] = [
     (r"python -m squeeze inspect .*", RUN),
     # architecture, levers, benchmarks
     (r"python tools/depgraph\.py --write$", RUN),
-    (r"python tools/methods\.py draw$", RUN),
-    (r"python tools/methods\.py run .*", "not run: one cpu-profile experiment per method "
-     "(hours)"),
+    (r"python -m squeeze methods (list|table)$", RUN),
+    (r"python -m squeeze methods run .*", "elsewhere: test_pipeline_e2e runs one method through "
+     "the queue on the quick base; on the cpu base each method is minutes of fine-tuning"),
     (r"python tools/bench\.py --data \S+ --quick$", "elsewhere: test_bench runs bench.py's "
      "parts on tiny settings"),
     (r"python tools/bench\.py .*", "not run: minutes to an hour of timing; never in CI"),

@@ -302,41 +302,4 @@ def test_redraw_reads_the_test_set_size_from_the_archived_tables(tmp_path):
     assert redraw_figures.test_images_of(tmp_path / "missing") is None
 
 
-# ---- reports/methods.png (tools/methods.py) --------------------------------------------------
 
-def method_rows(name: str, accuracies, epochs: int = 3) -> list[dict]:
-    scores = (0.25, 0.06, 0.02)
-    return [{"method": name, "structured": str(s), "accuracy": str(a), "score": str(score),
-             "finetune_epochs": str(epochs if s else 0)}
-            for s, a, score in zip((0, 0.5, 0.7), accuracies, scores)]
-
-
-def test_methods_figure_draws_each_family_against_the_study_on_top():
-    import methods
-
-    rows = (method_rows("study", (0.83, 0.79, 0.70)) + method_rows("recal", (0.83, 0.80, 0.71))
-            + method_rows("l2", (0.83, 0.78, 0.69)) + method_rows("random", (0.83, 0.77, 0.66))
-            + method_rows("mystery", (0.83, 0.75, 0.6))
-            + method_rows("study_e10", (0.83, 0.81, 0.75), epochs=10))
-    fig = methods.figure(rows)
-    panels = [ax for ax in fig.axes if ax.get_visible()]
-    assert [ax.get_title() for ax in panels] == [
-        "fine-tune levers, one at a time", "which filters: ranking", "longer fine-tunes", "other"]
-    for ax in panels:
-        # each method is an error-bar container: its label, its data line, its bars
-        lines = {c.get_label(): c.lines[0] for c in ax.containers}
-        # the study's method in every panel, in black, drawn over the others
-        study = lines.pop("study's method (3 epochs)")
-        assert study.get_color() == "black"
-        assert study.get_zorder() > max(line.get_zorder() for line in lines.values())
-    assert {c.get_label() for c in panels[1].containers} == {"l2", "random",
-                                                             "study's method (3 epochs)"}
-    assert "study_e10 (10 epochs)" in {c.get_label() for c in panels[2].containers}
-    assert {c.get_label() for c in panels[3].containers} == {"mystery",
-                                                             "study's method (3 epochs)"}
-    # every accuracy with its 95% interval (the cpu profile's 10,000 test images)
-    (l2,) = [c for c in panels[1].containers if c.get_label() == "l2"]
-    (bars,) = l2.lines[2]
-    spans = sorted((round(min(seg[:, 1]), 6), round(max(seg[:, 1]), 6))
-                   for seg in map(np.asarray, bars.get_segments()))
-    assert spans == sorted(tradeoff.accuracy_interval(a, 10_000) for a in (0.83, 0.78, 0.69))

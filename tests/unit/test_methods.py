@@ -1,42 +1,52 @@
-"""tools/methods.py: the rows it reads from a workspace's metrics files, and its table."""
+"""Methods as experiments: the method profiles, the queue commands (validated before anything is
+queued), the wait on the queue, and the table and figure built from the experiments' files.
+In process: DVC's queue itself runs in tests/e2e/test_pipeline_e2e.py."""
 from __future__ import annotations
 
 import json
 
-import methods
+import numpy as np
+import pytest
 import yaml
 
+from squeeze import experiments, profiles
+from squeeze.check import check
+from squeeze.config import ConfigError, dotted_get, load_params
+from squeeze.report import methods, tradeoff
 
-def write_workspace(root, amounts=(0, 0.5)):
-    (root / "metrics/structured").mkdir(parents=True)
-    (root / "metrics/models").mkdir(parents=True)
-    (root / "params.yaml").write_text(yaml.safe_dump({"prune": {"structured": {"amounts":
-                                                                               list(amounts)}}}))
+
+
+def project():
+    from pathlib import Path
+    return Path(__file__).resolve().parents[2]
+
+
+def run_files(amounts=(0, 0.5)) -> dict[str, str]:
+    """The files of one method run, as DVC would read them at the experiment's commit."""
+    files = {"params.yaml": yaml.safe_dump({"prune": {"structured": {"amounts": list(amounts)}}})}
     for s in amounts:
-        (root / f"metrics/structured/s{s}.json").write_text(json.dumps(
+        files[f"metrics/structured/s{s}.json"] = json.dumps(
             {"structured": s, "accuracy_pruned": 0.1 if s else 0.8,
              "accuracy_recalibrated": 0.55 if s else None, "accuracy": 0.8 - 0.1 * s,
-             "epochs": 3 if s else 0, "train_seconds": 90.0 if s else 0.0, "device_name": "cpu"}))
-        (root / f"metrics/models/s{s}-u0-fp32.json").write_text(json.dumps(
-            {"accuracy": 0.8 - 0.1 * s, "score": 0.25 * (1 - s) ** 2, "params": 1000}))
+             "epochs": 3 if s else 0, "train_seconds": 90.0 if s else 0.0, "device_name": "cpu"})
+        files[f"metrics/models/s{s}-u0-fp32.json"] = json.dumps(
+            {"accuracy": 0.8 - 0.1 * s, "score": 0.25 * (1 - s) ** 2, "params": 1000})
+    return files
 
 
-def test_rows_join_the_structured_and_model_files(tmp_path):
-    write_workspace(tmp_path)
-    rows = methods.rows_of("recal", tmp_path)
+def test_rows_join_the_structured_and_model_files():
+    rows = methods.rows_of("recal", run_files().__getitem__)
     assert [r["structured"] for r in rows] == [0, 0.5]
-    half = rows[1]
-    assert half == {"method": "recal", "structured": 0.5, "accuracy_before_finetune": 0.1,
-                    "accuracy_recalibrated": 0.55, "accuracy": 0.75, "score": 0.0625,
-                    "params": 1000, "finetune_epochs": 3, "finetune_seconds": 90.0,
-                    "seconds_per_epoch": 30.0, "device_name": "cpu"}
+    assert rows[1] == {"method": "recal", "structured": 0.5, "accuracy_before_finetune": 0.1,
+                       "accuracy_recalibrated": 0.55, "accuracy": 0.75, "score": 0.0625,
+                       "params": 1000, "finetune_epochs": 3, "finetune_seconds": 90.0,
+                       "seconds_per_epoch": 30.0, "device_name": "cpu"}
     assert rows[0]["seconds_per_epoch"] is None
 
 
 def test_csv_round_trip_and_markdown(tmp_path):
-    write_workspace(tmp_path)
     path = tmp_path / "methods.csv"
-    methods.write_rows(methods.rows_of("study", tmp_path), path)
+    methods.write_rows(methods.rows_of("study", run_files().__getitem__), path)
     rows = methods.read_rows(path)
     assert list(rows[0]) == list(methods.COLUMNS)
     table = methods.markdown(rows)
@@ -44,13 +54,12 @@ def test_csv_round_trip_and_markdown(tmp_path):
     assert "| study | 0 |" not in table, "the unpruned model is not a method's row"
 
 
-def test_every_method_sets_only_known_params():
-    from squeeze.config import dotted_get, load_params
-
-    params = load_params(methods.ROOT / "params.yaml")
-    for name, overrides in methods.METHODS.items():
-        for key in overrides:
-            assert dotted_get(params, key, None) is not None, (name, key)
+def test_collected_methods_replace_their_own_rows_in_place_and_keep_the_others():
+    old = [{"method": "study", "structured": "0"}, {"method": "recal", "structured": "0"},
+           {"method": "recal", "structured": "0.5"}, {"method": "l2", "structured": "0"}]
+    new = {"recal": [{"method": "recal", "structured": 0.7}], "fresh": [{"method": "fresh"}]}
+    assert [(r["method"], r.get("structured")) for r in methods.merged(old, new)] == [
+        ("study", "0"), ("recal", 0.7), ("l2", "0"), ("fresh", None)]
 
 
 def test_budgets_take_the_study_models_scores_as_limits():
@@ -62,3 +71,114 @@ def test_budgets_take_the_study_models_scores_as_limits():
     table = methods.budgets(rows)
     assert "| study | ? | 79.00 | 70.00 |" in table
     assert "| better | 10 | 81.00 | — |" in table
+
+
+# ---- the method profiles and the queue ------------------------------------------------------------
+
+def test_every_method_profile_sets_only_known_params_and_validates_on_the_cpu_base():
+    params = load_params(project() / "params.yaml")
+    names = experiments.names(project() / "profiles")
+    assert names[0] == "study" and len(names) == len(set(names)) >= 20
+    for name in names:
+        overrides = profiles.load(f"methods/{name}", project() / "profiles")
+        for key in overrides:
+            assert dotted_get(params, key, None) is not None, (name, key)
+        assert experiments.summary(name, project() / "profiles")  # `methods list` says what it is
+        check(project() / "params.yaml", experiments.stack(name, "cpu"),
+              directory=project() / "profiles")
+
+
+def test_the_csv_holds_the_methods_of_the_profiles():
+    """reports/methods.csv and profiles/methods/ name the same methods."""
+    listed = {r["method"] for r in methods.read_rows(project() / "reports" / "methods.csv")}
+    assert listed == set(experiments.names(project() / "profiles"))
+
+
+def test_profiles_stack_in_order_a_later_one_winning(tmp_path):
+    (tmp_path / "methods").mkdir()
+    (tmp_path / "base.yaml").write_text("train.epochs: 12\nmodel.width: 16\n")
+    (tmp_path / "methods" / "long.yaml").write_text("# Method long: more epochs.\ntrain.epochs: 30\n")
+    assert profiles.stack(["base", "methods/long"], tmp_path) == {"train.epochs": 30,
+                                                                 "model.width": 16}
+    with pytest.raises(ConfigError, match=r"profile 'nope' not found .* known profiles: base, "
+                                          r"methods/long"):
+        profiles.stack(["base", "nope"], tmp_path)
+
+
+def test_queue_commands_name_each_experiment_and_validate_every_method_first(monkeypatch, tmp_path):
+    monkeypatch.chdir(project())
+    archive = tmp_path / "data.tar.gz"
+    archive.write_bytes(b"")
+    commands = experiments.queue_commands(["study", "recal"], "quick", str(archive))
+    assert [c[:7] for c in commands] == [["dvc", "exp", "run", "--queue", "-f", "-n",
+                                          "methods-study"],
+                                         ["dvc", "exp", "run", "--queue", "-f", "-n",
+                                          "methods-recal"]]
+    sets = dict(a.split("=", 1) for a in commands[1][7:] if a != "-S")
+    assert sets["prune.unstructured.amounts"] == "[0]" and sets["quantize.types"] == "[fp32]"
+    assert sets["finetune.structured.recalibrate_batches"] == "50"
+    assert sets["model.width"] == "8"  # the quick base under the grid and the method
+    assert sets["data.path"] == str(archive.resolve())  # absolute: the queue runs elsewhere
+    with pytest.raises(ConfigError, match="method 'nope' not found"):
+        experiments.queue_commands(["recal", "nope"], "quick", None)
+    with pytest.raises(ConfigError, match="profile 'gpu' not found"):
+        experiments.queue_commands(["recal"], "gpu", None)
+
+
+def test_a_bad_method_is_refused_before_any_experiment_is_queued(tmp_path):
+    profiles_dir = tmp_path / "profiles"
+    (profiles_dir / "methods").mkdir(parents=True)
+    for name in ("quick", "structured-fp32"):
+        (profiles_dir / f"{name}.yaml").write_text((project() / "profiles" / f"{name}.yaml").read_text())
+    (profiles_dir / "methods" / "study.yaml").write_text("{}\n")
+    (profiles_dir / "methods" / "bad.yaml").write_text("prune.structured.amounts: [0, 1.5]\n")
+    with pytest.raises(ConfigError, match=r"prune\.structured\.amounts.*1\.5"):
+        experiments.queue_commands(["study", "bad"], "quick", None, directory=profiles_dir,
+                                   params=project() / "params.yaml")
+
+
+def test_wait_polls_until_none_is_queued_or_running():
+    states = iter([{"methods-a": "Queued", "methods-b": "Running"},
+                   {"methods-a": "Running", "methods-b": "Success"},
+                   {"methods-a": "Failed", "methods-b": "Success"}])
+    said = []
+    final = experiments.wait(["methods-a", "methods-b"], poll=0, say=said.append,
+                             status=lambda: next(states))
+    assert final == {"methods-a": "Failed", "methods-b": "Success"}
+    assert said[-1] == "methods-a: Failed  methods-b: Success" and len(said) == 3
+
+
+def method_rows(name: str, accuracies, epochs: int = 3) -> list[dict]:
+    scores = (0.25, 0.06, 0.02)
+    return [{"method": name, "structured": str(s), "accuracy": str(a), "score": str(score),
+             "finetune_epochs": str(epochs if s else 0)}
+            for s, a, score in zip((0, 0.5, 0.7), accuracies, scores)]
+
+
+def test_methods_figure_draws_each_family_against_the_study_on_top():
+    rows = (method_rows("study", (0.83, 0.79, 0.70)) + method_rows("recal", (0.83, 0.80, 0.71))
+            + method_rows("l2", (0.83, 0.78, 0.69)) + method_rows("random", (0.83, 0.77, 0.66))
+            + method_rows("mystery", (0.83, 0.75, 0.6))
+            + method_rows("study_e10", (0.83, 0.81, 0.75), epochs=10))
+    fig = methods.figure(rows)
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == [
+        "fine-tune levers, one at a time", "which filters: ranking", "longer fine-tunes", "other"]
+    for ax in panels:
+        # each method is an error-bar container: its label, its data line, its bars
+        lines = {c.get_label(): c.lines[0] for c in ax.containers}
+        # the study's method in every panel, in black, drawn over the others
+        study = lines.pop("study's method (3 epochs)")
+        assert study.get_color() == "black"
+        assert study.get_zorder() > max(line.get_zorder() for line in lines.values())
+    assert {c.get_label() for c in panels[1].containers} == {"l2", "random",
+                                                             "study's method (3 epochs)"}
+    assert "study_e10 (10 epochs)" in {c.get_label() for c in panels[2].containers}
+    assert {c.get_label() for c in panels[3].containers} == {"mystery",
+                                                             "study's method (3 epochs)"}
+    # every accuracy with its 95% interval (the cpu profile's 10,000 test images)
+    (l2,) = [c for c in panels[1].containers if c.get_label() == "l2"]
+    (bars,) = l2.lines[2]
+    spans = sorted((round(min(seg[:, 1]), 6), round(max(seg[:, 1]), 6))
+                   for seg in map(np.asarray, bars.get_segments()))
+    assert spans == sorted(tradeoff.accuracy_interval(a, 10_000) for a in (0.83, 0.78, 0.69))

@@ -19,10 +19,11 @@ def study_params() -> dict:
     return yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
-def with_profile(name: str) -> dict:  # the raw tree: tests change values before parsing
+def with_profile(*names: str) -> dict:  # the raw tree: tests change values before parsing
     params = study_params()
-    for key, value in yaml.safe_load((PROFILES / f"{name}.yaml").read_text()).items():
-        dotted_set(params, key, value)
+    for name in names:
+        for key, value in (yaml.safe_load((PROFILES / f"{name}.yaml").read_text()) or {}).items():
+            dotted_set(params, key, value)
     return params
 
 
@@ -34,6 +35,16 @@ def test_params_match_the_profile_they_were_made_from():
     assert provenance.matching_profiles(validate(with_profile("quick")), PROFILES) == ["quick"]
     assert provenance.matching_profiles(validate(with_profile("cpu")), PROFILES) == ["cpu"]
     assert provenance.matching_profiles(validate(study_params()), PROFILES) == []
+
+
+def test_a_stack_of_profiles_names_each_one_applied():
+    """A method run: the cpu base, the methods grid over it, the method over that. `cpu` no
+    longer matches on its own (its grid was overridden) but sits under the grid profile."""
+    stacked = validate(with_profile("cpu", "structured-fp32", "methods/recal"))
+    assert provenance.matching_profiles(stacked, PROFILES) == ["cpu", "methods/recal",
+                                                                "structured-fp32"]
+    study_method = validate(with_profile("cpu", "structured-fp32", "methods/study"))
+    assert provenance.matching_profiles(study_method, PROFILES) == ["cpu", "structured-fp32"]
 
 
 def test_one_changed_setting_breaks_the_match_but_data_paths_do_not():

@@ -13,20 +13,39 @@ from dataclasses import fields
 from typing import Any, Mapping, Sequence
 
 from .. import profiles
-from ..config import Grid, Hidden, Params, value_at
+from ..config import Grid, Hidden, Params, UndeclaredParam, value_at
 
 SOFTWARE = ("torch", "torchvision", "torch-pruning", "dvc")
 
 
 def matching_profiles(params: Params, directory: Path = profiles.PROFILE_DIR) -> list[str]:
-    """Names of the profiles every override of which params holds (data.* aside: --data sets it)."""
-    names = []
-    for path in sorted(Path(directory).glob("*.yaml")):
-        overrides = profiles.load(path.stem, Path(directory))
-        if all(value_at(params, key) == value for key, value in overrides.items()
-               if not key.startswith("data.")):
-            names.append(path.stem)
-    return names
+    """Names of the profiles a run applied, as far as params shows: those every override of
+    which params holds (data.* aside: --data sets it), and those stacked under them: whose
+    differing keys the matching ones all set, and that hold a value of their own none of those
+    sets (`cpu` under `structured-fp32`). A profile without
+    overrides (`methods/study`) names nothing and is left out."""
+    directory = Path(directory)
+    loaded = {name: profiles.load(name, directory) for name in profiles.known(directory)}
+
+    def split(overrides: dict) -> tuple[set[str], set[str]]:
+        """(keys params holds at the profile's value, keys it holds at another value); data.*
+        and keys this stage's view does not hold are in neither."""
+        same, other = set(), set()
+        for key, value in overrides.items():
+            if key.startswith("data."):
+                continue
+            try:
+                (same if value_at(params, key) == value else other).add(key)
+            except UndeclaredParam:
+                continue
+        return same, other
+
+    kept = {name: split(overrides) for name, overrides in loaded.items() if overrides}
+    full = [name for name, (same, other) in kept.items() if same and not other]
+    covered = {key for name in full for key in loaded[name]}
+    under = [name for name, (same, other) in kept.items()
+             if name not in full and other <= covered and same - covered]
+    return sorted(full + under)
 
 
 def software_versions(packages: Sequence[str] = SOFTWARE) -> str:

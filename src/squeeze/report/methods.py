@@ -1,91 +1,55 @@
-"""Compare ways of filter pruning as DVC experiments on one profile -> reports/methods.csv.
-
-    python tools/methods.py run --data ../shared/data/cifar10-jpeg.tar.gz [--only study,recal]
-    python tools/methods.py draw        # reports/methods.png and the markdown table
-
-`run` runs, one after another in this workspace, `dvc exp run -n methods-<name>` with the `cpu`
-profile, the method's overrides, and a grid cut to the structured models (unstructured amount 0,
-fp32 only); DVC reuses the cached baseline and every unchanged stage. After each experiment it
-reads the structured stages' metrics files and the fp32 model files and rewrites that method's
-rows of reports/methods.csv. `study` is params.yaml's method (the study's).
+"""The methods comparison, built from the experiments themselves: for each experiment
+`methods-<name>` (its newest run), its params and its structured stages' metrics are read at the
+experiment's own commit through DVC (the outputs come from the local cache), never from a
+workspace. `reports/methods.csv` keeps the rows (the methods whose experiments are gone keep
+theirs); the table and `reports/methods.png` are drawn from it.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import subprocess
-import sys
 from pathlib import Path
+from typing import Callable, Iterable
 
-from squeeze import profiles
-from squeeze.report.figures import log_axis
-from squeeze.config import load_params
+import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "reports" / "methods.csv"
-FIGURE = ROOT / "reports" / "methods.png"
-GRID = {"prune.unstructured.amounts": [0], "quantize.types": ["fp32"]}
-FT = "finetune.structured."
-# distillation + cosine per iteration + recalibration: the base of the combined methods below
-COMBINED = {FT + "schedule": "cosine_iter", FT + "recalibrate_batches": 50,
-            FT + "distill_alpha": 0.7}
-METHODS = {  # name -> overrides on top of the profile; in the order `run` takes them
-    "study": {},
-    "combined": COMBINED,
-    "recal": {FT + "recalibrate_batches": 50},
-    "cosine_iter": {FT + "schedule": "cosine_iter"},
-    "distill": {FT + "distill_alpha": 0.7, FT + "distill_temperature": 4},
-    "group_norm": {"prune.structured.criterion": "group_norm"},
-    "block_internal": {"prune.structured.layers": "block-internal"},
-    "rounds3": {"prune.structured.rounds": 3},
-    # the study's cosine steps per epoch, so 1-epoch rounds never anneal: rounds that do
-    "rounds3_iter": {"prune.structured.rounds": 3, FT + "schedule": "cosine_iter"},
-    # Li et al.: spare the filter groups that lose more than 20 pp (on held-out training images)
-    # when pruned alone at the stage's amount (the sensitivity stage)
-    "spare": {"prune.structured.spare_drop": 0.2},
-    "params_target": {"prune.structured.target": "params"},
-    # one ranking across layers (L1 normalised per group), no group losing more than 0.9
-    "global": {"prune.structured.scope": "global"},
-    "l2": {"prune.structured.criterion": "l2"},
-    "random": {"prune.structured.criterion": "random"},  # the control
-    # what the levers above suggested together: Li et al.'s layers, pruned harder (0.8 / 0.9 land
-    # under the study-method s0.5 / near its s0.7 score), distilled, cosine per iteration
-    "internal_distill": {"prune.structured.layers": "block-internal",
-             "prune.structured.amounts": [0, 0.5, 0.8, 0.9],
-             FT + "schedule": "cosine_iter", FT + "distill_alpha": 0.7,
-             FT + "distill_temperature": 4},
-    # block-internal hard, residual-tied light (prune.structured.residual_scale), with the
-    # combined levers; each grid's two amounts land just under the study-method s0.5 / s0.7 scores
-    "tilt25": {**COMBINED, "prune.structured.residual_scale": 0.25,
-               "prune.structured.amounts": [0, 0.7, 0.9]},
-    "tilt60": {**COMBINED, "prune.structured.residual_scale": 0.6,
-               "prune.structured.amounts": [0, 0.6, 0.85]},
-    # the baseline's own peak rate (0.05) for the fine-tune instead of 0.01 (learning-rate
-    # rewinding, Renda et al. 2020, in its simplest form), with the combined levers
-    "combined_lr05": {**COMBINED, FT + "lr": 0.05},
-    # a linear warm-up over the first of the 3 epochs (per iteration), with the combined levers
-    "combined_warmup": {**COMBINED, FT + "warmup_epochs": 1},
-    # equal fine-tune epochs, longer: does the combination's lead survive a 10-epoch budget, and
-    # how far does the budget alone go? (s0.5 and s0.7 only: the two yardsticks)
-    "study_e10": {FT + "epochs": 10, "prune.structured.amounts": [0, 0.5, 0.7]},
-    # the study's method given the seconds combined_e10 took (distillation's teacher forward makes
-    # its epochs 1.5x / 2.2x longer at s0.5 / s0.7): is the combination worth its cost?
-    "study_e15": {FT + "epochs": 15, "prune.structured.amounts": [0, 0.5]},
-    "study_e22": {FT + "epochs": 22, "prune.structured.amounts": [0, 0.7]},
-    "combined_e10": {**COMBINED, FT + "epochs": 10, "prune.structured.amounts": [0, 0.5, 0.7]},
-}
+from ..fsutil import atomic_path
+from ..names import metrics_file
+from .figures import log_axis
+from .tradeoff import accuracy_interval
+
+PREFIX = "methods-"
+CSV = Path("reports/methods.csv")
+FIGURE = Path("reports/methods.png")
 COLUMNS = ("method", "structured", "accuracy_before_finetune", "accuracy_recalibrated",
            "accuracy", "score", "params", "finetune_epochs", "finetune_seconds",
            "seconds_per_epoch", "device_name")
 
 
-def rows_of(method: str, workspace: Path) -> list[dict]:
-    params = load_params(workspace / "params.yaml")
+# ---- reading experiments ------------------------------------------------------------------------
+
+def experiment_revs(root: str | Path = ".") -> dict[str, str]:
+    """Method name -> the commit of its newest `methods-<name>` experiment (any baseline)."""
+    out = subprocess.run(["git", "for-each-ref", "--sort=-committerdate",
+                          "--format=%(objectname) %(refname)", "refs/exps"], cwd=root,
+                         capture_output=True, text=True, check=True).stdout
+    found: dict[str, str] = {}
+    for line in out.splitlines():
+        sha, ref = line.split(" ", 1)
+        name = ref.rsplit("/", 1)[1]
+        if name.startswith(PREFIX):
+            found.setdefault(name[len(PREFIX):], sha)
+    return found
+
+
+def rows_of(method: str, read: Callable[[str], str]) -> list[dict]:
+    """A method's rows from one run's files, `read(path)` giving a file's text at that run."""
+    params = yaml.safe_load(read("params.yaml"))
     rows = []
     for amount in params["prune"]["structured"]["amounts"]:
-        stage = json.loads((workspace / f"metrics/structured/s{amount}.json").read_text())
-        model = json.loads((workspace / f"metrics/models/s{amount}-u0-fp32.json").read_text())
+        stage = json.loads(read(metrics_file("metrics", amount).as_posix()))
+        model = json.loads(read(metrics_file("metrics", amount, 0, "fp32").as_posix()))
         epochs, seconds = stage["epochs"], stage["train_seconds"]
         rows.append({"method": method, "structured": amount,
                      "accuracy_before_finetune": stage["accuracy_pruned"],
@@ -98,37 +62,53 @@ def rows_of(method: str, workspace: Path) -> list[dict]:
     return rows
 
 
-def read_rows(path: Path = OUT) -> list[dict]:
+def collect(root: str | Path = ".", only: Iterable[str] | None = None) -> dict[str, list[dict]]:
+    """Method -> its rows, read from each method experiment's commit."""
+    from dvc.api import DVCFileSystem
+
+    revs = experiment_revs(root)
+    wanted = list(revs) if only is None else [n for n in only if n in revs]
+    out = {}
+    for method in wanted:
+        fs = DVCFileSystem(str(root), rev=revs[method])
+        out[method] = rows_of(method, fs.read_text)
+    return out
+
+
+def merged(old: list[dict], new: dict[str, list[dict]]) -> list[dict]:
+    """`old` rows with the methods in `new` replaced (in place, or appended when new)."""
+    rows, done = [], set()
+    for row in old:
+        method = row["method"]
+        if method in new:
+            if method not in done:
+                rows += new[method]
+                done.add(method)
+            continue
+        rows.append(row)
+    for method, fresh in new.items():
+        if method not in done:
+            rows += fresh
+    return rows
+
+
+def read_rows(path: Path = CSV) -> list[dict]:
     if not path.is_file():
         return []
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))
 
 
-def write_rows(rows: list[dict], path: Path = OUT) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as fh:
+def write_rows(rows: list[dict], path: Path = CSV) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows({c: ("" if r.get(c) is None else r[c]) for c in COLUMNS} for r in rows)
 
 
-def run(names: list[str], data: str | None) -> None:
-    for name in names:
-        overrides = {**profiles.with_data(profiles.load("cpu", ROOT / "profiles"), data), **GRID,
-                     **METHODS[name]}
-        command = ["dvc", "exp", "run", "-n", f"methods-{name}", *profiles.set_args(overrides)]
-        print(" ".join(profiles.shell_quote(c) for c in command), flush=True)
-        # `dvc exp run -S` edits the workspace's params.yaml, which still holds the previous
-        # experiment's values: start every method from the committed params.yaml
-        subprocess.run(["git", "checkout", "HEAD", "--", "params.yaml"], cwd=ROOT, check=True)
-        subprocess.run(command, cwd=ROOT, check=True)
-        kept = [r for r in read_rows() if r["method"] != name]
-        write_rows(kept + rows_of(name, ROOT))
-        print(f"{name}: rows written to {OUT}", flush=True)
+# ---- tables ---------------------------------------------------------------------------------------
 
-
-def number(text: str) -> float | None:
+def number(text) -> float | None:
     return None if text in ("", None) else float(text)
 
 
@@ -156,7 +136,7 @@ def epochs_of(rows: list[dict], method: str) -> str:
 
 def budgets(rows: list[dict]) -> str:
     """Per method, the best accuracy at a score no higher than the study method's s0.5 and s0.7
-    models (issue 11's yardsticks), as a markdown table."""
+    models, as a markdown table."""
     study = {number(r["structured"]): number(r["score"]) for r in rows if r["method"] == "study"}
     marks = [(f"score <= study s{s:g} ({study[s]:.4f})", study[s]) for s in (0.5, 0.7) if s in study]
     lines = ["| method | fine-tune epochs | " + " | ".join(m for m, _ in marks) + " |",
@@ -170,6 +150,8 @@ def budgets(rows: list[dict]) -> str:
         lines.append(f"| {name} | {epochs_of(rows, name)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
+
+# ---- the figure -----------------------------------------------------------------------------------
 
 # The panels of reports/methods.png: each method family against the study's method. A method
 # missing here gets the "other" panel; the full list stays in methods.csv and the table.
@@ -195,8 +177,6 @@ def families(names: list[str]) -> dict[str, list[str]]:
 
 def _method_line(ax, rows: list[dict], name: str, label: str, **style) -> None:
     """One method's accuracy against score, each point with its 95% interval."""
-    from squeeze.report.tradeoff import accuracy_interval
-
     group = sorted((r for r in rows if r["method"] == name), key=lambda r: number(r["score"]))
     xs = [number(r["score"]) for r in group]
     ys = [number(r["accuracy"]) for r in group]
@@ -251,30 +231,5 @@ def figure(rows: list[dict]):
 
 
 def draw(rows: list[dict], path: Path = FIGURE) -> None:
-    figure(rows).savefig(path, dpi=100)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("run")
-    p.add_argument("--data", help="an ImageFolder tree or .tar.gz (data.source: folder)")
-    p.add_argument("--only", help="comma-separated method names (default: all, in order)")
-    sub.add_parser("draw")
-    args = parser.parse_args()
-    if args.command == "run":
-        names = args.only.split(",") if args.only else list(METHODS)
-        unknown = [n for n in names if n not in METHODS]
-        if unknown:
-            sys.exit(f"error: unknown method {unknown[0]!r}; known: {', '.join(METHODS)}")
-        run(names, args.data)
-    else:
-        rows = read_rows()
-        draw(rows)
-        print(markdown(rows))
-        print()
-        print(budgets(rows))
-
-
-if __name__ == "__main__":
-    main()
+    with atomic_path(path) as tmp:
+        figure(rows).savefig(tmp, dpi=100, format="png")
