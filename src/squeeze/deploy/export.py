@@ -10,6 +10,7 @@ agreement, leaving no file behind.
 """
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -74,7 +75,11 @@ def _write(model, quant: str, fmt: str, x: torch.Tensor, path: Path) -> torch.Te
     if fmt == "torchscript":
         with torch.no_grad():
             traced = torch.jit.trace(model, example)
-        torch.jit.save(traced, str(path))
+        # through a buffer: a path would name the archive's inner folder after the temporary
+        # file (a random name), so two exports of one model would differ in bytes
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer)
+        path.write_bytes(buffer.getvalue())
         loaded = torch.jit.load(str(path))
         with torch.no_grad():
             return loaded(x)
