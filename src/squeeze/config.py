@@ -119,6 +119,7 @@ class ListRule:
 
 
 AMOUNTS = ListRule(AMOUNT, "amount")
+QUANT_TYPE = one_of(QUANT_TYPES)  # one quantization type
 
 
 def setting(rule: Rule | ListRule, doc: str, default: Any = MISSING):
@@ -340,8 +341,7 @@ class Finetune(Section):
 @dataclass(frozen=True)
 class Quantize(Section):
     KEY = "quantize"
-    types: tuple[str, ...] = setting(ListRule(one_of(QUANT_TYPES), "type"),
-                                     "post-training types")
+    types: tuple[str, ...] = setting(ListRule(QUANT_TYPE, "type"), "post-training types")
     fp32: dict = setting(NOTHING, "no settings")
     fp16: dict = setting(NOTHING, "no settings")
     int8: Int8Config = part(Int8Config, "static post-training int8")
@@ -404,7 +404,7 @@ class Params(Section):
         """This Params with every setting outside the dotted `keys` Hidden (what a stage sees)."""
         known = {key for key, _ in leaves(Params)}
         for key in keys:
-            if not any(k == key or k.startswith(key + ".") for k in known):
+            if not any(_declared(k, [key]) for k in known):
                 parent = key.rpartition(".")[0]
                 there = sorted({k[len(parent) + 1:].split(".")[0] for k in known
                                 if k.startswith(parent + ".")})
@@ -544,4 +544,4 @@ def amount_arg(text: str, key: str) -> float:
 
 def quant_arg(text: str) -> str:
     """A stage's quantization-type argument."""
-    return fields(Quantize)[0].metadata["rule"].item.check("quantize.types", text)
+    return QUANT_TYPE.check("quantize.types", text)

@@ -13,7 +13,7 @@ from dataclasses import fields
 from typing import Any, Mapping, Sequence
 
 from .. import profiles
-from ..config import Grid, Hidden, Params, UndeclaredParam, value_at
+from ..config import Hidden, Params, UndeclaredParam, value_at
 
 SOFTWARE = ("torch", "torchvision", "torch-pruning", "dvc")
 
@@ -94,9 +94,7 @@ def settings(params: Params) -> list[tuple[str, str]]:
     def walk(node: Any, prefix: str) -> None:
         cells, parts = [], []
         for name in sorted(getattr(node, "OWNED_ELSEWHERE", ())):
-            key = f"{prefix}.{name}"
-            owned = next(f.name for f in fields(Grid) if f.metadata["key"] == key)
-            value = getattr(params.grid, owned)
+            value = value_at(params, f"{prefix}.{name}")  # a grid list, kept in params.grid
             if not isinstance(value, Hidden):
                 cells.append(f"{name} {_spell(value)}")
         for f in fields(node):
