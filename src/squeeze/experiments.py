@@ -47,7 +47,7 @@ def stack(name: str, base: str) -> list[str]:
 def queue_commands(chosen: Sequence[str], base: str, data: str | None,
                    directory: Path = profiles.PROFILE_DIR,
                    params: str | Path = "params.yaml") -> list[list[str]]:
-    """One `dvc exp run --queue -f -n methods-<name> -S ...` per method, every stack validated
+    """One `dvc exp run --queue -n methods-<name> -S ...` per method, every stack validated
     first (a ConfigError names the first bad method or value; nothing is queued)."""
     known = names(directory)
     unknown = [n for n in chosen if n not in known]
@@ -63,7 +63,8 @@ def queue_commands(chosen: Sequence[str], base: str, data: str | None,
         names_ = stack(name, base)
         check(params, names_, data, directory=directory)
         overrides = profiles.with_data(profiles.stack(names_, directory), data)
-        commands.append(["dvc", "exp", "run", "--queue", "-f", "-n", PREFIX + name,
+        # no -f: for `dvc exp run` it also means "rerun every stage" (no run-cache, no skip)
+        commands.append(["dvc", "exp", "run", "--queue", "-n", PREFIX + name,
                          *profiles.set_args(overrides)])
     return commands
 
@@ -82,7 +83,7 @@ def queue_status() -> dict[str, str]:
     return found
 
 
-def wait(experiments: Sequence[str], poll: float = 15.0,
+def wait(experiments: Sequence[str], poll: float = 10.0,
          say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
          status: Callable[[], dict[str, str]] = queue_status) -> dict[str, str]:
     """Block until none of `experiments` is queued or running; their final statuses."""
@@ -100,8 +101,12 @@ def wait(experiments: Sequence[str], poll: float = 15.0,
 
 def run(chosen: Sequence[str], base: str, data: str | None, start: bool = True,
         say: Callable[[str], None] = lambda line: print(line, flush=True)) -> list[str]:
-    """Queue the methods (and start one worker): the experiment names."""
+    """Queue the methods (and start one worker): the experiment names. A method run before on
+    this commit has its experiment replaced (removed first: DVC refuses a taken name, and its
+    -f would also force every stage to rerun)."""
     commands = queue_commands(chosen, base, data)
+    for name in chosen:
+        subprocess.run(["dvc", "exp", "remove", PREFIX + name], capture_output=True)
     if start:
         commands.append(["dvc", "queue", "start", "-j", "1"])
     for command in commands:

@@ -110,11 +110,10 @@ def test_queue_commands_name_each_experiment_and_validate_every_method_first(mon
     archive = tmp_path / "data.tar.gz"
     archive.write_bytes(b"")
     commands = experiments.queue_commands(["study", "recal"], "quick", str(archive))
-    assert [c[:7] for c in commands] == [["dvc", "exp", "run", "--queue", "-f", "-n",
-                                          "methods-study"],
-                                         ["dvc", "exp", "run", "--queue", "-f", "-n",
-                                          "methods-recal"]]
-    sets = dict(a.split("=", 1) for a in commands[1][7:] if a != "-S")
+    assert [c[:6] for c in commands] == [["dvc", "exp", "run", "--queue", "-n", "methods-study"],
+                                         ["dvc", "exp", "run", "--queue", "-n", "methods-recal"]]
+    assert "-f" not in commands[0]  # `dvc exp run -f` would rerun every stage, baseline too
+    sets = dict(a.split("=", 1) for a in commands[1][6:] if a != "-S")
     assert sets["prune.unstructured.amounts"] == "[0]" and sets["quantize.types"] == "[fp32]"
     assert sets["finetune.structured.recalibrate_batches"] == "50"
     assert sets["model.width"] == "8"  # the quick base under the grid and the method
