@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# GPU check (see scripts/gpu_check.py): the full-width baseline for ~5 minutes on real CIFAR-10,
+# GPU check (see tools/gpu_check.py): the full-width baseline for ~5 minutes on real CIFAR-10,
 # then a 0.5 structured prune with a 1-epoch fine-tune and its fp16/int8 evaluation.
 #
-#   bash scripts/gpu-check.sh ARCHIVE OUTDIR [--paths] [--tiny] [--budget-seconds S] [--max-epochs N]
+#   bash tools/gpu-check.sh ARCHIVE OUTDIR [--paths] [--tiny] [--budget-seconds S] [--max-epochs N]
 #
 # Needs `python3` (or $PYTHON) with torch, torchvision, numpy and pyyaml (a stock CUDA PyTorch environment);
 # squeeze itself runs from src/ (no install). torch-pruning is used from the environment if it is
@@ -22,4 +22,4 @@ if ! "$python" -c "import torch_pruning" 2>/dev/null; then
   fi
   path="$path:$wheel"  # a pure-Python wheel imports straight from the zip
 fi
-PYTHONPATH="$path${PYTHONPATH:+:$PYTHONPATH}" exec "$python" "$root/scripts/gpu_check.py" "$@"
+PYTHONPATH="$path${PYTHONPATH:+:$PYTHONPATH}" exec "$python" "$root/tools/gpu_check.py" "$@"

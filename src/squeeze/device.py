@@ -41,7 +41,7 @@ def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
                     flags = [f for f in CPU_FLAGS if f in value.split()]
     except OSError:
         pass
-    name = name or platform.processor() or platform.machine()
+    name = name or platform.machine()  # not processor(): it starts `uname -p`
     return f"{name} [{' '.join(flags)}]" if flags else name
 
 
