@@ -33,7 +33,7 @@ def names(directory: Path = profiles.PROFILE_DIR) -> list[str]:
 
 
 def summary(name: str, directory: Path = profiles.PROFILE_DIR) -> str:
-    """A method's first comment sentence, for `methods list`."""
+    """What a method is: its comment lines joined (the `# Run:` line left out), for `methods list`."""
     lines = (directory / METHODS / f"{name}.yaml").read_text().splitlines()
     text = " ".join(line.lstrip("# ").strip() for line in lines
                     if line.startswith("#") and not line.startswith("# Run:"))

@@ -4,6 +4,7 @@ In process: DVC's queue itself runs in tests/e2e/test_pipeline_e2e.py."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +17,7 @@ from squeeze.report import methods, tradeoff
 
 
 
-def project():
-    from pathlib import Path
+def project() -> Path:
     return Path(__file__).resolve().parents[2]
 
 

@@ -14,12 +14,12 @@ from typing import Callable, Iterable
 
 import yaml
 
+from ..experiments import PREFIX  # the experiment of method x is methods-x
 from ..fsutil import atomic_path
 from ..names import metrics_file
 from .figures import log_axis
 from .tradeoff import accuracy_interval
 
-PREFIX = "methods-"
 CSV = Path("reports/methods.csv")
 FIGURE = Path("reports/methods.png")
 COLUMNS = ("method", "structured", "accuracy_before_finetune", "accuracy_recalibrated",
