@@ -2,7 +2,7 @@
 
     python tools/bench.py [--data ARCHIVE] [--out reports/bench.json] [--quick]
                             [--pipeline-overhead [--keep-copy DIR]] [--threads N]
-                            [--int8-engines x86,onednn,fbgemm]
+                            [--int8-engines x86,onnxruntime,openvino]
                             [--only data_path,int8,structured,training]
 
 Every figure is a ratio of two things measured interleaved in the same run (see benchlib.py);
@@ -69,7 +69,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--keep-copy", type=Path, help="with --pipeline-overhead: leave the pipeline's "
                                                   "copy in this folder (for profiling DVC)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: evaluate.latency_threads)")
-    p.add_argument("--int8-engines", default="x86", help="comma-separated quantized engines to time")
+    p.add_argument("--int8-engines", default=",".join(benchlib.ENGINES),
+                   help="comma-separated int8 engines to time: x86 (torch.ao FX, the reference), "
+                        "onnxruntime, openvino")
     p.add_argument("--only", help=f"comma-separated subset of {','.join(SECTIONS)}; the other "
                                   "sections of an existing --out file are kept, each with its date")
     args = p.parse_args(argv)
@@ -146,7 +148,11 @@ def goals(results: dict) -> list[dict]:
             x = r["speedup"][engine]["b32"]["s0"]
             row(f"int8 ({engine}) / fp32 latency, batch 32", x, ">= 4", x >= 4)
             x = r["vs_fp32_baseline"][engine]["b32"]["s0.5"]
-            row(f"s0.5 + int8 ({engine}) / fp32 baseline latency, batch 32", x, ">= 12", x >= 12)
+            row(f"s0.5 + int8 ({engine}) / fp32 baseline latency, batch 32", x, ">= 14", x >= 14)
+        for b, goal in (("b1", 2.0), ("b32", 1.2)):
+            if b in r.get("vs_fx", {}).get(engine, {}):
+                x = r["vs_fx"][engine][b]["s0"]
+                row(f"int8 ({engine}) / FX int8 latency, batch {b[1:]}", x, f">= {goal}", x >= goal)
     if "structured" in results:
         for name, x in results["structured"]["speedup_vs_dense"].get("b32", {}).items():
             dense_zeros = "-u" in name

@@ -7,7 +7,7 @@ thread count, stated batch size and device, medians of repeats. Each function re
 dict for reports/bench.json; nothing here decides pass or fail on time.
 
 A plain module beside tools/bench.py, not part of the squeeze package: the pipeline never
-imports it (tests reach it through pytest's `pythonpath = ["scripts"]`).
+imports it (tests reach it through pytest's `pythonpath = ["tools", ...]`).
 """
 from __future__ import annotations
 
@@ -222,13 +222,40 @@ def calibration_inputs(batches: int = 4, batch_size: int = 32, seed: int = 0) ->
     return [torch.randn(batch_size, 3, 32, 32, generator=g) for _ in range(batches)]
 
 
-def to_int8(model: torch.nn.Module, engine: str = quantize.DEFAULT_ENGINE) -> torch.nn.Module:
-    """An int8 copy of `model` for `engine` (x86, fbgemm, onednn). Quantizing selects the engine
-    in torch.backends.quantized; the caller's selection is put back (latencies() selects each
-    model's engine before every call)."""
+FX_ENGINE = "x86"  # torch.ao FX int8 (fbgemm/onednn kernels): the reference while torch has it
+ENGINES = (FX_ENGINE, "onnxruntime", "openvino")
+
+
+def fx_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """torch.ao FX static int8 of `model` on the x86 engine (per-channel symmetric weights, uint8
+    activations with reduce_range): what the pipeline ran before int8 became ONNX, kept here as
+    the reference. torch.ao.quantization is deprecated; its warnings are left to show."""
+    from torch.ao.quantization import QConfig, get_default_qconfig_mapping
+    from torch.ao.quantization.observer import MinMaxObserver, default_per_channel_weight_observer
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    qconfig = QConfig(activation=MinMaxObserver.with_args(reduce_range=True),
+                      weight=default_per_channel_weight_observer)
+    mapping = get_default_qconfig_mapping(FX_ENGINE).set_global(qconfig)
+    torch.backends.quantized.engine = FX_ENGINE
+    prepared = prepare_fx(copy.deepcopy(model).eval(), mapping, (calibration_inputs()[0],))
+    with torch.no_grad():
+        for x in calibration_inputs():
+            prepared(x)
+    return convert_fx(prepared)
+
+
+def to_int8(model: torch.nn.Module, engine: str) -> torch.nn.Module:
+    """An int8 copy of `model` on `engine`: x86 (torch.ao FX, the reference), or onnxruntime /
+    openvino (the pipeline's int8: quantize.py's ONNX QDQ file on that runtime). The caller's
+    torch.backends.quantized selection is put back (latencies() selects each model's before
+    every call)."""
+    if engine != FX_ENGINE:
+        settings = replace(quantize.DEFAULT_INT8, engine=engine)
+        return quantize.quantize(copy.deepcopy(model), "int8", calibration_inputs(), settings)
     saved = torch.backends.quantized.engine
     try:
-        return quantize.to_int8(copy.deepcopy(model), calibration_inputs(), engine=engine)
+        return fx_int8(model)
     finally:
         torch.backends.quantized.engine = saved
 
@@ -239,7 +266,7 @@ def _latency_calls(named_models: dict[str, tuple[torch.nn.Module, str | None]],
 
     def call(model, engine):
         def run():
-            if engine is not None:
+            if engine == FX_ENGINE:
                 torch.backends.quantized.engine = engine
             with torch.no_grad():
                 return model(x)
@@ -268,11 +295,12 @@ def _ms_per_image(seconds: list[float], batch_size: int) -> dict:
 
 
 def int8_latency(*, width: int = 64, structured: tuple[float, ...] = (0, 0.5),
-                 batch_sizes: tuple[int, ...] = (1, 32), engines: tuple[str, ...] = ("x86",),
+                 batch_sizes: tuple[int, ...] = (1, 32), engines: tuple[str, ...] = ENGINES,
                  threads: int = 2, warmup: int = 3, repeats: int = 10) -> dict:
     """int8 against fp32 CPU latency for the baseline and structured amounts, per int8 engine.
 
-    `speedup[engine][b{B}][s{S}]`: fp32 s{S} / int8 s{S}; `vs_fp32_baseline`: fp32 s0 / int8 s{S}.
+    `speedup[engine][b{B}][s{S}]`: fp32 s{S} / int8 s{S}; `vs_fp32_baseline`: fp32 s0 / int8 s{S};
+    `vs_fx[engine][b{B}][s{S}]`: FX int8 s{S} / int8 s{S} (when x86 is among the engines).
     """
     structured = tuple(dict.fromkeys((0, *structured)))  # the fp32 baseline is always measured
     named = {}
@@ -283,10 +311,10 @@ def int8_latency(*, width: int = 64, structured: tuple[float, ...] = (0, 0.5),
             named[f"int8-{engine}-s{s:g}"] = (to_int8(float_model, engine), engine)
     times = latencies(named, batch_sizes, threads=threads, warmup=warmup, repeats=repeats)
 
-    def ratios(reference: Callable[[float], str]) -> dict:
+    def ratios(reference: Callable[[float], str], against=engines) -> dict:
         """{engine: {"b32": {"s0.5": time of the reference model / time of int8 s0.5}}}"""
         out: dict = {}
-        for engine in engines:
+        for engine in against:
             for b, per_model in times.items():
                 out.setdefault(engine, {})[f"b{b}"] = {
                     f"s{s:g}": round(paired_speedup(per_model[reference(s)],
@@ -295,12 +323,19 @@ def int8_latency(*, width: int = 64, structured: tuple[float, ...] = (0, 0.5),
         return out
 
     return {"width": width, "threads": threads, "warmup": warmup, "repeats": repeats,
-            "default_engine": quantize.DEFAULT_ENGINE,
+            "default_engine": quantize.DEFAULT_INT8.engine,
+            "runtimes": {e: (quantize.engine_version(e) if e != FX_ENGINE
+                             else f"torch {torch.__version__.split('+')[0]} (torch.ao FX)")
+                         for e in engines},
             "ms_per_image": {f"b{b}": {n: _ms_per_image(t, b) for n, t in per_model.items()}
                              for b, per_model in times.items()},
             "speedup": ratios(lambda s: f"fp32-s{s:g}"),
             "vs_fp32_baseline": ratios(lambda s: "fp32-s0"),
-            "goal": {"int8_vs_fp32_b32": 4, "s0.5_int8_vs_fp32_baseline": 12}}
+            **({"vs_fx": ratios(lambda s: f"int8-{FX_ENGINE}-s{s:g}",
+                                [e for e in engines if e != FX_ENGINE])}
+               if FX_ENGINE in engines else {}),
+            "goal": {"int8_vs_fp32_b32": 4, "s0.5_int8_vs_fp32_baseline": 14,
+                     "int8_vs_fx_b1": 2.0, "int8_vs_fx_b32": 1.2}}
 
 
 def structured_latency(*, width: int = 64, amounts: tuple[float, ...] = (0, 0.1, 0.3, 0.5, 0.7),

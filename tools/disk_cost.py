@@ -50,7 +50,7 @@ def measure(params: dict, work: Path, images: tuple[int, int] = (50_000, 10_000)
         row = {"float": path.stat().st_size}
         for quant in types:
             qmodel = quantize.quantize(copy.deepcopy(model), quant,
-                                       calibration if quant == "int8" else None, "minmax")
+                                       calibration if quant == "int8" else None)
             qpath = work / f"s{s}-{quant}.pt"
             quantize.save_quantized(qpath, qmodel, model.spec, quant, {})
             row[quant] = qpath.stat().st_size

@@ -33,8 +33,8 @@ from squeeze.steps.common import to_cpu
 WIDTH = 4
 CFG = TrainConfig(epochs=2, batch_size=32, lr=0.05, momentum=0.9, weight_decay=5e-4,
                   schedule="cosine", seed=0, deterministic=True)
-INT8 = Int8Config(calibration_batches=1, calibration_batch_size=32, activation_observer="minmax",
-                  engine="x86")
+INT8 = Int8Config(calibration_batches=1, calibration_batch_size=32, calibration_method="minmax",
+                  reduce_range=True, engine="onnxruntime")  # the GPU machine may lack openvino
 
 
 def fresh() -> models.ResNet18:

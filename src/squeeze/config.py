@@ -29,9 +29,9 @@ PRUNE_SCOPES = ("layerwise", "global")
 PRUNE_CRITERIA = ("l1", "l2", "group_norm", "random")
 PRUNE_LAYERS = ("all", "block-internal")
 PRUNE_TARGETS = ("channels", "params", "ops")  # what a structured amount is a fraction of
-ACTIVATION_OBSERVERS = ("histogram", "minmax")
-INT8_ENGINES = ("x86", "fbgemm", "onednn", "qnnpack")  # torch.backends.quantized engines
-EXPORT_FORMATS = ("auto", "onnx", "torchscript")  # auto: ONNX where the model has it, else TorchScript
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")  # onnxruntime.quantization's
+INT8_ENGINES = ("openvino", "onnxruntime")  # what runs an int8 ONNX file (quantize.py)
+EXPORT_FORMATS = ("auto", "onnx", "torchscript")  # auto: ONNX (every type has it)
 EXPORT_SCORES = ("score", "score_seed")
 
 # upper bounds of counts and sizes (far above any sensible run, below what breaks a process): a
@@ -287,8 +287,9 @@ class Int8Config(Section):
     KEY = "quantize.int8"
     calibration_batches: int = setting(integer(1, 10_000), "training batches that set ranges")
     calibration_batch_size: int = setting(integer(1, MAX_BATCH), "images per calibration batch")
-    activation_observer: str = setting(one_of(ACTIVATION_OBSERVERS), "activation range observer")
-    engine: str = setting(one_of(INT8_ENGINES), "torch quantized engine")
+    calibration_method: str = setting(one_of(CALIBRATION_METHODS), "activation range method")
+    reduce_range: bool = setting(FLAG, "7-bit weights: exact on AVX2 CPUs without VNNI")
+    engine: str = setting(one_of(INT8_ENGINES), "runtime that runs the int8 ONNX file")
 
 
 @dataclass(frozen=True)

@@ -450,12 +450,14 @@ def test_quantize_rejects_bad_base_checkpoint(zygote, project, tmp_path, damage)
     assert_names(line, base, *fragments)
 
 
-def test_int8_without_a_cpu_backend(zygote, project, tmp_path):
+def test_int8_without_its_engine_package(zygote, project, tmp_path):
     params = write_params(tmp_path / "params.yaml")
-    no_x86 = "import torch; type(torch.backends.quantized).supported_engines = ['qnnpack']"
-    line = run_failing(zygote, quantize_argv(params, project, quant="int8"), tmp_path, setup=no_x86)
-    assert_names(line, "quantize.int8.engine = 'x86' is not available", "it has qnnpack",
-                 "drop int8 from quantize.types")
+    no_openvino = ("import importlib.util as u; real = u.find_spec; "
+                   "u.find_spec = lambda name, *a: None if name == 'openvino' else real(name, *a)")
+    line = run_failing(zygote, quantize_argv(params, project, quant="int8"), tmp_path,
+                       setup=no_openvino)
+    assert_names(line, "quantize.int8.engine = 'openvino' needs the Python package 'openvino'",
+                 "pip install openvino")
 
 
 # ---- safe loading --------------------------------------------------------------------------------

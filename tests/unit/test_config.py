@@ -80,8 +80,9 @@ def test_study_defaults_parse():
          "max_layer_amount": 0.9, "residual_scale": 1}
     ) == StructuredConfig("layerwise", "l1", "all", 1, "channels", 0.0, 1, 0.9, 1.0)
     assert Int8Config.from_params({"calibration_batches": 8, "calibration_batch_size": 128,
-                                   "activation_observer": "histogram", "engine": "x86"}) == \
-        Int8Config(8, 128, "histogram", "x86")
+                                   "calibration_method": "minmax", "reduce_range": True,
+                                   "engine": "openvino"}) == \
+        Int8Config(8, 128, "minmax", True, "openvino")
     assert EvaluateConfig.from_params({"latency_threads": 2, "latency_warmup": 3,
                                        "latency_repeats": 10}) == EvaluateConfig(2, 3, 10)
 
@@ -243,8 +244,9 @@ def test_quant_arg():
 @pytest.mark.parametrize("key, value, fragments", [
     ("prune.structured.amounts", [0, 0.1, 1.2], ["prune.structured.amounts", "1.2", "[0, 1)"]),
     ("prune.unstructured.scope", "everywhere", ["prune.unstructured.scope", "'everywhere'"]),
-    ("quantize.int8.engine", "tpu", ["quantize.int8.engine", "'tpu'", "x86"]),
-    ("quantize.int8.activation_observer", "mean", ["activation_observer", "'mean'", "minmax"]),
+    ("quantize.int8.engine", "x86", ["quantize.int8.engine", "'x86'", "openvino", "onnxruntime"]),
+    ("quantize.int8.calibration_method", "mean", ["calibration_method", "'mean'", "minmax"]),
+    ("quantize.int8.reduce_range", "yes", ["quantize.int8.reduce_range", "'yes'", "true or false"]),
     ("quantize.fp16", {"bits": 16}, ["quantize.fp16", "no settings"]),
     ("quantize.types", ["fp32", "int4"], ["quantize.types", "'int4'"]),
     ("finetune.unstructured.lr", -1, ["finetune.unstructured.lr", "-1", "> 0"]),

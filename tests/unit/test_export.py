@@ -1,12 +1,19 @@
 """deploy.export's writer, in process (the CLI and the export stage run in tests/e2e)."""
 from __future__ import annotations
 
+import copy
 import zipfile
 
+import pytest
 import torch
 
-from squeeze import models
-from squeeze.deploy.export import _write
+from squeeze import batches, checkpoint, data, models, quantize, train
+from squeeze.config import Int8Config, TrainConfig
+from squeeze.deploy.export import ExportError, _write, export
+from squeeze.prepared import save as save_dataset
+
+INT8 = Int8Config(calibration_batches=2, calibration_batch_size=64, calibration_method="minmax",
+                  reduce_range=True, engine="openvino")
 
 
 def test_a_torchscript_archive_is_not_named_after_its_temporary_file(tmp_path):
@@ -24,3 +31,75 @@ def test_a_torchscript_archive_is_not_named_after_its_temporary_file(tmp_path):
     assert folders == {"archive"}
     with torch.no_grad():
         assert torch.allclose(out, model(x), atol=1e-5)
+
+
+# ---- ONNX: fp32, fp16 through the torch.export-based exporter; int8 as its quantize stage made it
+
+@pytest.fixture(scope="module")
+def trained_pair(tmp_path_factory):
+    """A width-8 net that learned the synthetic task (test_quantize's recipe: ~0.98), and the
+    prepared data it came from."""
+    tmp_path = tmp_path_factory.mktemp("trained")
+    ds = data.synthetic(1000, 500, seed=0)
+    mean, std = ds.mean_std()
+    dd = batches.DeviceData(ds, mean, std, "cpu")
+    torch.manual_seed(0)
+    model = models.build(models.ResNetSpec.resnet18(width=8))
+    train.fit(model, dd, TrainConfig(epochs=3, batch_size=64, lr=0.05, momentum=0.9,
+                                     weight_decay=5e-4, schedule="cosine", seed=0), name="fp32")
+    prepared = tmp_path / "data.npz"
+    save_dataset(ds, prepared)
+    return model.eval(), dd, prepared
+
+
+@pytest.mark.parametrize("quant", ["fp32", "fp16"])
+def test_float_onnx_exports_match_their_model(tmp_path, quant):
+    torch.manual_seed(0)
+    model = models.build(models.ResNetSpec.resnet18(width=4)).eval()
+    x = torch.randn(5, 3, 32, 32)  # a batch size the export never saw: the batch is dynamic
+    with torch.no_grad():
+        expected = model(x)
+    out = _write(model, quant, "onnx", x, tmp_path / "m.onnx")
+    assert torch.allclose(out, expected, atol=(5e-2 if quant == "fp16" else 1e-4))
+
+
+def test_int8_export_is_the_measured_file_checked_against_its_float_model(tmp_path, trained_pair):
+    model, dd, prepared = trained_pair
+    q = quantize.quantize(copy.deepcopy(model), "int8", dd.calibration_batches(64, 2, seed=0),
+                          INT8)
+    ckpt = tmp_path / "int8.pt"
+    float_ckpt = tmp_path / "float.pt"
+    checkpoint.save_model(float_ckpt, model, {}, epoch=1)
+    quantize.save_quantized(ckpt, q, model.spec, "int8", {}, preprocess=dd.preprocess,
+                            source=str(float_ckpt))
+    out = tmp_path / "export" / "model.onnx"
+
+    result = export(ckpt, "onnx", out, prepared, images=200)
+
+    assert result["reference_accuracy"] >= 0.9, "the fixture model did not learn"
+    assert out.read_bytes() == q.onnx
+    assert result["reference"] == "float model" and result["images"] == 200
+    assert abs(result["accuracy"] - result["reference_accuracy"]) <= result["interval95"]
+    assert result["interval95"] == pytest.approx(
+        1.96 * (result["reference_accuracy"] * (1 - result["reference_accuracy"]) / 200) ** 0.5, abs=1e-6)
+    assert result["runtime"] == quantize.engine_version("openvino")
+
+
+def test_an_int8_file_far_from_its_float_model_is_refused_and_not_written(tmp_path, trained_pair):
+    """The checkpoint's float model is not the one its int8 file came from (an untrained net
+    quantized): the accuracies differ by far more than the interval, and nothing is written."""
+    model, dd, prepared = trained_pair
+    torch.manual_seed(1)
+    stranger = models.build(models.ResNetSpec.resnet18(width=8)).eval()
+    q = quantize.quantize(copy.deepcopy(stranger), "int8", dd.calibration_batches(64, 2, seed=0),
+                          INT8)
+    ckpt = tmp_path / "int8.pt"
+    float_ckpt = tmp_path / "float.pt"
+    checkpoint.save_model(float_ckpt, model, {}, epoch=1)
+    quantize.save_quantized(ckpt, q, model.spec, "int8", {}, preprocess=dd.preprocess,
+                            source=str(float_ckpt))
+    out = tmp_path / "export" / "model.onnx"
+    with pytest.raises(ExportError) as info:
+        export(ckpt, "onnx", out, prepared, images=200)
+    assert "outside the float model's" in str(info.value) and "\n" not in str(info.value)
+    assert not out.exists() and list(out.parent.iterdir()) == []

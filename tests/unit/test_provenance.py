@@ -104,7 +104,7 @@ def test_describe_has_a_row_per_section_with_every_setting_of_the_schema():
     assert "max_layer_amount 0.8" in lines["prune.structured"]
     assert lines["quantize"] == "types [fp32, fp16, int8]"
     assert lines["quantize.int8"].startswith("calibration_batches 8, calibration_batch_size 128, "
-                                             "activation_observer minmax")
+                                             "calibration_method minmax, reduce_range true")
     parsed = validate(params)
     for key, f in leaves(Params):
         section, name = key.rsplit(".", 1)

@@ -1,10 +1,11 @@
-"""quantize: fp16 rounding, static int8 PTQ (FX, x86 backend), saving/loading quantized models,
-and the quantize+evaluate step. CPU only, width 4-8 models, synthetic data; one small model is
+"""quantize: fp16 rounding, static int8 PTQ to an ONNX QDQ file run by OpenVINO or ONNX Runtime,
+saving/loading quantized models, and the quantize+evaluate step. CPU only, width 4-8 models, synthetic data; one small model is
 trained once for the whole file."""
 from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -20,8 +21,9 @@ METRIC_KEYS = {"structured", "unstructured", "quant", "accuracy", "params", "non
                "sparsity", "ops", "q_w", "q_a", "score", "score_seed", "latency_ms_b1",
                "latency_ms_b32", "size_bytes"}
 EVAL_CFG = EvaluateConfig(latency_threads=1, latency_warmup=0, latency_repeats=1)
-INT8_CFG = Int8Config(calibration_batches=2, calibration_batch_size=32, activation_observer="minmax",
-                      engine="x86")
+INT8_CFG = Int8Config(calibration_batches=2, calibration_batch_size=32, calibration_method="minmax",
+                      reduce_range=True, engine="openvino")
+ENGINES = ("openvino", "onnxruntime")
 
 
 # ---- helpers -------------------------------------------------------------------------------------
@@ -68,22 +70,41 @@ def small_data() -> batches.DeviceData:
 
 # ---- int8 -------------------------------------------------------------------------------------------
 
-def test_int8_agrees_with_fp32(trained):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_int8_agrees_with_fp32(trained, engine):
     model, dd = trained
     fp32_accuracy = evaluation.accuracy(model, dd)
     assert fp32_accuracy >= 0.9, "the fixture model did not learn; the comparison would be weak"
 
-    q = quantize.to_int8(copy.deepcopy(model), dd.calibration_batches(64, 4, seed=0))
+    q = quantize.quantize(copy.deepcopy(model), "int8", dd.calibration_batches(64, 4, seed=0),
+                          replace(INT8_CFG, engine=engine))
 
-    assert len(quantize.int8_weights(q)) == len(prune.prunable_weights(model)) == 21
+    assert isinstance(q, quantize.Int8Model) and q.engine == engine
+    assert len(quantize.int8_weights(q.onnx)) == len(prune.prunable_weights(model)) == 21
     agreement = float((predictions(q, dd) == predictions(model, dd)).float().mean())
     int8_accuracy = evaluation.accuracy(q, dd)
     assert agreement > 0.95
     assert abs(int8_accuracy - fp32_accuracy) <= 0.03
-    # it really is int8: weights are quantized tensors and the outputs are not bit-identical
+    # it really is int8: the outputs are not the float model's bit for bit
     with torch.no_grad():
         x = fixed_batch(dd)
-        assert not torch.equal(q(x), model(x))
+        assert not torch.allclose(q(x), model(x), atol=1e-6)
+
+
+def test_int8_file_is_deterministic_and_needs_no_torch_ao(small_data, monkeypatch):
+    """The same model and batches give the same bytes (DVC caches them), and the int8 path
+    never imports the deprecated torch.ao.quantization (here: importing it would fail)."""
+    import sys
+
+    for name in [n for n in sys.modules if n.startswith("torch.ao.quantization")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "torch.ao.quantization", None)  # import -> ImportError
+    model = fresh_model().eval()
+    a = quantize.to_int8(copy.deepcopy(model), small_data.calibration_batches(32, 2, seed=0), INT8_CFG)
+    b = quantize.to_int8(copy.deepcopy(model), small_data.calibration_batches(32, 2, seed=0), INT8_CFG)
+    assert a == b
+    with torch.no_grad():
+        quantize.Int8Model(a, "openvino")(fixed_batch(small_data))
 
 
 def test_int8_needs_calibration():
@@ -106,14 +127,22 @@ def test_int8_keeps_pruned_weights_zero(trained):
     float_zeros = sum(int((w == 0).sum()) for w in float_weights)
     assert float_zeros > 0
 
-    q = quantize.to_int8(copy.deepcopy(model), dd.calibration_batches(64, 2, seed=0))
+    onnx_bytes = quantize.to_int8(copy.deepcopy(model), dd.calibration_batches(64, 2, seed=0), INT8_CFG)
 
-    int_weights = quantize.int8_weights(q)
-    assert [tuple(w.shape) for w in int_weights] == [tuple(w.shape) for w in float_weights]
-    assert all(w.dtype == torch.int8 for w in int_weights)
+    # the exporter folds BatchNorm into the convolutions (a per-output-channel scale, which
+    # keeps zeros zero) and names the folded weights its own way: matched by shape, in order
+    int_weights = list(quantize.int8_weights(onnx_bytes).values())
+    assert sorted(tuple(w.shape) for w in int_weights) == sorted(tuple(w.shape) for w in float_weights)
     assert sum(int((w == 0).sum()) for w in int_weights) >= float_zeros
-    for i, (f, w) in enumerate(zip(float_weights, int_weights)):
-        assert torch.all(w[f == 0] == 0), f"layer {i}: a pruned weight is nonzero in int8"
+    by_shape = {}
+    for w in int_weights:
+        by_shape.setdefault(tuple(w.shape), []).append(w)
+    for i, f in enumerate(float_weights):
+        candidates = by_shape[tuple(f.shape)]
+        mask = (f == 0).numpy()
+        assert any((w[mask] == 0).all() for w in candidates), f"layer {i}: a pruned weight is nonzero"
+    assert max(int(abs(w).max()) for w in int_weights) <= (64 if INT8_CFG.reduce_range else 127), \
+        "reduce_range keeps the weights to 7 bits"
 
 
 # ---- fp16 -------------------------------------------------------------------------------------------
@@ -156,21 +185,20 @@ def test_round_to_fp16(small_data):
 
 # ---- save / load ------------------------------------------------------------------------------------
 
-@pytest.mark.filterwarnings("ignore:TypedStorage is deprecated")  # torch.load of int8 tensors
 @pytest.mark.parametrize("quant", ["fp32", "fp16", "int8"])
 def test_save_and_load_quantized_round_trip(tmp_path, small_data, quant):
     model = fresh_model().eval()
     spec = model.spec
     calibration = small_data.calibration_batches(32, 2, seed=0) if quant == "int8" else None
-    # minmax here; loading re-prepares with the default observer and must still match
-    q = quantize.quantize(model, quant, calibration, activation_observer="minmax")
+    q = quantize.quantize(copy.deepcopy(model), quant, calibration, INT8_CFG)
     x = fixed_batch(small_data)
     with torch.no_grad():
         expected = q(x)
     path = tmp_path / f"{quant}.pt"
 
-    quantize.save_quantized(path, q, spec, quant, {"structured": 0.0},
-                            engine="x86" if quant == "int8" else None)
+    source = tmp_path / "float.pt"
+    checkpoint.save_model(source, model, {}, epoch=1)
+    quantize.save_quantized(path, q, spec, quant, {"structured": 0.0}, source=str(source))
 
     payload = torch.load(path, map_location="cpu", weights_only=True)
     assert payload["kind"] == f"quantized-{quant}" and payload["quant"] == quant
@@ -182,8 +210,22 @@ def test_save_and_load_quantized_round_trip(tmp_path, small_data, quant):
     with torch.no_grad():
         assert torch.equal(loaded(x), expected)
     if quant == "int8":
-        assert [torch.equal(a, b) for a, b in
-                zip(quantize.int8_weights(loaded), quantize.int8_weights(q))] == [True] * 21
+        assert payload["onnx"] == q.onnx and payload["engine"] == "openvino"
+        assert payload["runtime"].startswith("openvino 20")
+        assert payload["source"] == str(source)
+        with torch.no_grad():  # the float model it came from, found from its path
+            assert torch.equal(quantize.float_of(path, payload)(x), model(x))
+        source.unlink()
+        with pytest.raises(checkpoint.CheckpointError, match="float.pt, is not there"):
+            quantize.float_of(path, payload)
+
+
+def test_an_int8_checkpoint_from_torch_ao_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "old-int8.pt"
+    checkpoint.save(path, {"kind": "quantized-int8", "quant": "int8", "state_dict": {},
+                           "spec": fresh_model().spec.to_dict(), "engine": "x86"})
+    with pytest.raises(checkpoint.CheckpointError, match="rerun its quantize stage"):
+        quantize.load_quantized(path)
 
 
 def test_load_quantized_refuses_a_float_model_checkpoint(tmp_path):
@@ -193,55 +235,60 @@ def test_load_quantized_refuses_a_float_model_checkpoint(tmp_path):
         quantize.load_quantized(path)
 
 
-# ---- no int8 backend ---------------------------------------------------------------------------------
+# ---- the int8 engine --------------------------------------------------------------------------------
 
-@pytest.fixture
-def only_qnnpack(monkeypatch):
-    # supported_engines is a class-level descriptor of torch.backends.quantized; replace it
-    monkeypatch.setattr(type(torch.backends.quantized), "supported_engines", ["qnnpack"])
-    assert torch.backends.quantized.supported_engines == ["qnnpack"]
+def test_a_missing_engine_package_is_a_one_line_error_naming_it(monkeypatch):
+    import importlib.util
 
-
-def test_missing_int8_engine_is_a_one_line_error(only_qnnpack):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "openvino" else real(name, *a))
     with pytest.raises(quantize.QuantizationError) as info:
-        quantize.check_engine()
+        quantize.check_engine("openvino")
     message = str(info.value)
     assert "\n" not in message
-    assert "quantize.int8.engine" in message and "'x86'" in message and "int8" in message
-    assert "qnnpack" in message, "it says what this torch has instead"
-    with pytest.raises(quantize.QuantizationError):
-        quantize.to_int8(fresh_model(), [torch.zeros(1, 3, 32, 32)])
+    assert "quantize.int8.engine = 'openvino'" in message and "pip install openvino" in message
+    assert quantize.check_engine("onnxruntime") == "onnxruntime", "the other engine still works"
+    with pytest.raises(quantize.QuantizationError, match="pip install openvino"):
+        quantize.to_int8(fresh_model(), [torch.zeros(1, 3, 32, 32)], INT8_CFG)
 
 
-def test_int8_engine_present():
-    assert quantize.check_engine() == "x86"
-    assert quantize.check_engine("fbgemm") == "fbgemm"
+def test_an_unknown_engine_is_a_one_line_error():
+    with pytest.raises(quantize.QuantizationError, match="'x86' is not allowed; expected one of onnxruntime, openvino"):
+        quantize.check_engine("x86")
 
 
-def test_int8_engine_is_a_parameter_and_recorded(tmp_path, trained):
-    """The engine is passed, never a patched global; the checkpoint loads for the same engine."""
+def test_int8_engines_present_and_versioned():
+    for engine in ENGINES:
+        assert quantize.check_engine(engine) == engine
+        name, version = quantize.engine_version(engine).split(" ")
+        assert name == engine and version[0].isdigit()
+
+
+def test_both_engines_run_one_file_alike(trained):
+    """One ONNX file, two runtimes: the same top-1 classes on (almost) every image."""
     model, dd = trained
-    calibration = [x for x, _ in dd.test_batches(64)][:2]
-    for engine in ("x86", "fbgemm"):
-        qmodel = quantize.to_int8(copy.deepcopy(model), calibration, "minmax", engine=engine)
-        path = tmp_path / f"{engine}.pt"
-        quantize.save_quantized(path, qmodel, model.spec, "int8", {}, engine=engine)
-        loaded, payload = quantize.load_quantized(path)
-        assert payload["engine"] == engine
-        assert torch.equal(predictions(loaded, dd), predictions(qmodel, dd))
+    onnx_bytes = quantize.to_int8(copy.deepcopy(model), dd.calibration_batches(64, 2, seed=0), INT8_CFG)
+    ov, ort = (quantize.Int8Model(onnx_bytes, e) for e in ENGINES)
+    assert float((predictions(ov, dd) == predictions(ort, dd)).float().mean()) >= 0.98
 
 
-def test_evaluate_fails_before_writing_without_int8_engine(tmp_path, only_qnnpack, monkeypatch):
+def test_evaluate_fails_before_writing_without_the_engine(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "openvino" else real(name, *a))
     base, prepared = tmp_path / "in" / "model.pt", tmp_path / "in" / "data.npz"
     checkpoint.save_model(base, fresh_model(), {}, epoch=1)
     save_dataset(data.synthetic(64, 32), prepared)
     out = tmp_path / "out"
 
     def no_work(*args, **kwargs):
-        raise AssertionError("the model was loaded before the int8 backend was checked")
+        raise AssertionError("the model was loaded before the int8 engine was checked")
 
     monkeypatch.setattr(checkpoint, "load_model", no_work)
-    with pytest.raises(quantize.QuantizationError, match="x86"):
+    with pytest.raises(quantize.QuantizationError, match="pip install openvino"):
         quantized.run(0.0, 0.0, "int8", INT8_CFG, EVAL_CFG,
                       StagePaths(prepared, out / "model.pt", out / "metrics.json", base=base),
                       device="cpu")
@@ -297,11 +344,16 @@ def test_run_quantize_evaluate_metrics(evaluated, evaluate_inputs, quant):
     assert metrics["score"] == pytest.approx(measure.score(nonzero, ops, quant), abs=1e-6)
     assert metrics["score_seed"] == pytest.approx(measure.score_seed(0.5, 0.5, quant), abs=1e-6)
     assert metrics["latency_ms_b1"] > 0 and metrics["latency_ms_b32"] > 0
-    assert metrics["size_bytes"] == out_model.stat().st_size
+    if quant == "int8":  # what ships: the ONNX file, run by the engine named in the metrics
+        assert metrics["size_bytes"] == len(torch.load(out_model, weights_only=True)["onnx"])
+        assert metrics["runtime"] == quantize.engine_version("openvino")
+    else:
+        assert metrics["size_bytes"] == out_model.stat().st_size
+        assert metrics["runtime"] == f"torch {torch.__version__.split('+')[0]}"
     assert "accuracy_float" not in metrics, "the float model's accuracy is its own stage's metric"
     assert (metrics["device"], metrics["tf32"]) == ("cpu", None)
     assert metrics["precision"] == {"fp32": "fp32", "fp16": "fp16-rounded weights, fp32 compute",
-                                    "int8": "int8"}[quant]
+                                    "int8": "int8, weights in 7 bits"}[quant]
 
     # the saved model is the one that was measured
     loaded, payload = quantize.load_quantized(out_model)

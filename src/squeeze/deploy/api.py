@@ -6,7 +6,8 @@
 
 `load` returns a torch.nn.Module in eval mode on the CPU: fp32 models as trained; fp16 models with
 their fp16 weights, computing in fp32 (as the pipeline measures fp16 on a CPU; `.half().cuda()`
-runs them in real fp16 on a GPU); int8 models with their int8 kernels (CPU). The normalisation,
+runs them in real fp16 on a GPU); int8 models as their ONNX file on the engine they were measured
+on (OpenVINO or ONNX Runtime, int8 kernels, CPU), called the same way. The normalisation,
 class names and image size the model was trained with come from the checkpoint (`preprocess`),
 never from constants here.
 """
@@ -35,6 +36,10 @@ def load(path: str | Path) -> nn.Module:
                                          "a model (expected a model or quantized checkpoint)")
     model.squeeze_preprocess = payload.get("preprocess")
     model.squeeze_quant = payload.get("quant", "fp32")
+    # what runs it: the int8 engine and its version, else this torch
+    model.squeeze_runtime = payload.get("runtime") or f"torch {torch.__version__.split('+')[0]}"
+    if model.squeeze_quant == "int8":  # its source: the float model it came from (export checks)
+        model.squeeze_payload = {k: payload.get(k) for k in ("source", "engine", "runtime")}
     return model.eval()
 
 

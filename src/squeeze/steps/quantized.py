@@ -26,7 +26,7 @@ def run(structured: float, unstructured: float, quant: str, int8_cfg: Int8Config
         eval_cfg: EvaluateConfig, paths: StagePaths, device: str | None = None) -> dict:
     """int8_cfg: the quantize.int8 section (None for fp32 and fp16, which have no settings)."""
     if quant == "int8":
-        quantize.check_engine(int8_cfg.engine)  # one line before any work where it is missing
+        quantize.check_engine(int8_cfg.engine)  # one line before any work where one is missing
     float_model, payload = checkpoint.load_model(paths.base)
     float_model.eval()
     spec = float_model.spec
@@ -37,15 +37,15 @@ def run(structured: float, unstructured: float, quant: str, int8_cfg: Int8Config
     if quant == "int8":
         calibration = data.calibration_batches(int8_cfg.calibration_batch_size,
                                                int8_cfg.calibration_batches, seed=0)
-        qmodel = quantize.quantize(copy.deepcopy(float_model), quant, calibration,
-                                   int8_cfg.activation_observer, int8_cfg.engine)
+        qmodel = quantize.quantize(copy.deepcopy(float_model), quant, calibration, int8_cfg,
+                                   image_size=data.preprocess["image_size"])
     else:
         qmodel = quantize.quantize(copy.deepcopy(float_model), quant)
     acc = _accuracy(qmodel, data, quant)
     quantize.save_quantized(paths.out, qmodel.cpu(), spec, quant,
                             {"structured": structured, "unstructured": unstructured},
-                            engine=int8_cfg.engine if quant == "int8" else None,
-                            preprocess=payload.get("preprocess") or data.preprocess)
+                            preprocess=payload.get("preprocess") or data.preprocess,
+                            source=paths.base)
     latency = {}
     for b in (1, 32):  # median and quartiles, ms per image
         found = measure.latency_stats(qmodel.cpu(), b, eval_cfg.latency_threads,
@@ -58,13 +58,19 @@ def run(structured: float, unstructured: float, quant: str, int8_cfg: Int8Config
         "model": model_name(structured, unstructured, quant),
         "structured": structured, "unstructured": unstructured, "quant": quant,
         "accuracy": round(acc, 6), **devices.describe(data.device),
-        "precision": PRECISION.get((quant, data.device.type), quant),
+        "precision": ("int8, weights in 7 bits" if quant == "int8" and int8_cfg.reduce_range
+                      else PRECISION.get((quant, data.device.type), quant)),
         **counts, "sparsity": round(sparsity, 6), "q_w": q_w, "q_a": q_a,
         "score": round(measure.score(counts["nonzero_params"], counts["ops"], quant), 6),
         "score_seed": round(measure.score_seed(structured, unstructured, quant), 6),
         **latency, "latency_threads": eval_cfg.latency_threads,
         "latency_repeats": eval_cfg.latency_repeats, "cpu": devices.cpu_name(),
-        "size_bytes": os.path.getsize(paths.out), "spec": spec.to_dict(),
+        # what ran the model for its accuracy and latency (int8: the engine its users run)
+        "runtime": (quantize.engine_version(int8_cfg.engine) if quant == "int8"
+                    else f"torch {torch.__version__.split('+')[0]}"),
+        # what ships: the checkpoint for fp32/fp16, the ONNX file for int8
+        "size_bytes": len(qmodel.onnx) if quant == "int8" else os.path.getsize(paths.out),
+        "spec": spec.to_dict(),
     }
     write_json(paths.metrics, metrics)
     return metrics
