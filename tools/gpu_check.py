@@ -177,6 +177,9 @@ def run(archive: Path, outdir: Path, work: Path, tiny: bool, budget: float, max_
 
     mark = time.perf_counter()
     for quant in ("fp32", "fp16", "int8"):
+        if quant == "int8" and (missing := gpu_paths.int8_missing(cfg["int8"].engine)):
+            summary[f"s{STRUCTURED:g}"]["quantized"][quant] = {"skipped": missing}
+            continue
         m = quantized_step.run(STRUCTURED, 0.0, quant, cfg["int8"] if quant == "int8" else None,
                                cfg["evaluate"], StagePaths(data_path, work / f"q-{quant}.pt",
                                                            work / f"q-{quant}.json", base=pruned))

@@ -34,7 +34,7 @@ WIDTH = 4
 CFG = TrainConfig(epochs=2, batch_size=32, lr=0.05, momentum=0.9, weight_decay=5e-4,
                   schedule="cosine", seed=0, deterministic=True)
 INT8 = Int8Config(calibration_batches=1, calibration_batch_size=32, calibration_method="minmax",
-                  reduce_range=True, engine="onnxruntime")  # the GPU machine may lack openvino
+                  reduce_range=True, engine="openvino")
 
 
 def fresh() -> models.ResNet18:
@@ -148,6 +148,18 @@ def check_other_device(data: DeviceData, work: Path, straight: torch.nn.Module) 
     return {"ok": ok, **found}
 
 
+def int8_missing(engine: str) -> str | None:
+    """Why int8 cannot run here (a GPU machine may lack the ONNX packages: they are binary
+    wheels, not importable from a zip like torch-pruning), or None."""
+    from squeeze import quantize
+
+    try:
+        quantize.check_engine(engine)
+    except quantize.QuantizationError as err:
+        return str(err)
+    return None
+
+
 def check_evaluate(data: DeviceData, straight: torch.nn.Module, logged: float) -> dict:
     again = round(evaluation.accuracy(straight, data), 6)
     return {"ok": again == logged, "last_epoch_logged": logged, "evaluation_accuracy": again}
@@ -159,13 +171,16 @@ def check_quantize(data_path: Path, work: Path, straight: torch.nn.Module,
     checkpoint.save_model(base, to_cpu(straight), {}, epoch=CFG.epochs)
     found, ok = {}, True
     for quant in ("fp32", "fp16", "int8"):
+        if quant == "int8" and (missing := int8_missing(INT8.engine)):
+            found[quant] = {"skipped": missing}
+            continue
         m = quantized_step.run(0.0, 0.0, quant, INT8 if quant == "int8" else None, evaluate,
                                StagePaths(data_path, work / f"{quant}.pt", work / f"{quant}.json",
                                           base=base))
         found[quant] = {k: m.get(k) for k in ("accuracy", "device", "precision")}
         ok &= 0 <= m["accuracy"] <= 1 and bool(m.get("precision"))
     found["fp16_minus_fp32"] = round(found["fp16"]["accuracy"] - found["fp32"]["accuracy"], 6)
-    ok &= found["int8"]["device"] == "cpu"
+    ok &= "skipped" in found["int8"] or found["int8"]["device"] == "cpu"
     return {"ok": ok, **found}
 
 

@@ -376,3 +376,22 @@ def test_score_seed_reference():
     assert measure.score_seed(0.5, 0.5, "fp16") == pytest.approx(0.7475, rel=3e-3)
     assert measure.score_seed(0.0, 0.0, "fp32") == pytest.approx(
         measure.score(measure.BASELINE_PARAMS, measure.BASELINE_OPS, "fp32"))
+
+
+def test_a_failed_onnx_export_is_one_line_and_nothing_is_left(monkeypatch, small_data):
+    import tempfile
+    from pathlib import Path
+
+    def scratch() -> set:
+        return set(Path(tempfile.gettempdir()).glob("squeeze-int8-*"))
+
+    before = scratch()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("Failed to export the model with torch.export.\nmany lines of trace")
+
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    with pytest.raises(quantize.QuantizationError) as info:
+        quantize.to_int8(fresh_model(), small_data.calibration_batches(32, 1, seed=0), INT8_CFG)
+    assert str(info.value) == "ONNX export failed: Failed to export the model with torch.export."
+    assert scratch() == before

@@ -38,7 +38,8 @@ BASELINE = (0, 0, "fp32")  # (structured, unstructured, quant) of the unpruned f
 MODEL_COLUMNS = ("structured", "unstructured", "quant", "accuracy", "score", "score_seed",
                  "params", "nonzero_params", "sparsity", "ops", "latency_ms_b1", "latency_ms_b32",
                  "latency_ms_b1_q1", "latency_ms_b1_q3", "latency_ms_b32_q1", "latency_ms_b32_q3",
-                 "latency_repeats", "latency_threads", "cpu", "size_bytes", "device", "device_name", "precision")
+                 "latency_repeats", "latency_threads", "cpu", "size_bytes", "device", "device_name", "precision",
+                 "runtime")
 # accuracy_low/high: the 95% binomial (Wilson) interval of the accuracy on the test set's size,
 # the noise of one measurement; checkpoint: the quantized model's file in the workspace
 CSV_COLUMNS = ("model", *MODEL_COLUMNS[:4], "accuracy_low", "accuracy_high", "accuracy_float",
@@ -353,14 +354,16 @@ def _quantized_section(rows: Sequence[Mapping]) -> str:
     header = ["model", "quant", "accuracy", "95% interval", "computed in", "float accuracy", "score",
               "score (study formula)", "latency b1 (ms/image, median [q1-q3])",
               "latency b32 (ms/image, median [q1-q3])", "size (KiB)", "Pareto"]
-    lines = [[r["model"], r["quant"], _pct(r["accuracy"]), _interval(r), r["precision"] or "—",
+    lines = [[r["model"], r["quant"], _pct(r["accuracy"]), _interval(r),
+              (r["precision"] or "—") + (f" ({r['runtime']})" if r.get("runtime") else ""),
               _pct(r["accuracy_float"]), _num(r["score"]), _num(r["score_seed"]),
               _latency(r, 1), _latency(r, 32), _num(r["size_bytes"] / 1024), _mark(r)]
              for r in rows]
     flagged = any(latency_under_load(r) for r in rows)
     note = ("Latency: CPU, `latency_threads` threads, median and quartiles over "
-            "`evaluate.latency_repeats` timed runs. fp16 on a CPU runs in fp32 (its weights "
-            "rounded), so its latency is fp32's." + (
+            "`evaluate.latency_repeats` timed runs, on the runtime in brackets (int8: its ONNX file "
+            "on `quantize.int8.engine`). fp16 on a CPU runs in fp32 (its weights rounded), so "
+            "its latency is fp32's." + (
                 f" ⚠ marks a spread (q3 - q1) over {LATENCY_SPREAD_FLAG:.0%} of the median: "
                 "measured while the machine was busy; compare such figures with care."
                 if flagged else ""))
