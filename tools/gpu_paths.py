@@ -34,7 +34,7 @@ WIDTH = 4
 CFG = TrainConfig(epochs=2, batch_size=32, lr=0.05, momentum=0.9, weight_decay=5e-4,
                   schedule="cosine", seed=0, deterministic=True)
 INT8 = Int8Config(calibration_batches=1, calibration_batch_size=32, calibration_method="minmax",
-                  reduce_range=True, engine="openvino")
+                  reduce_range=True, engine="onnxruntime")
 
 
 def fresh() -> models.ResNet18:

@@ -30,7 +30,7 @@ PRUNE_CRITERIA = ("l1", "l2", "group_norm", "random")
 PRUNE_LAYERS = ("all", "block-internal")
 PRUNE_TARGETS = ("channels", "params", "ops")  # what a structured amount is a fraction of
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")  # onnxruntime.quantization's
-INT8_ENGINES = ("openvino", "onnxruntime")  # what runs an int8 ONNX file (quantize.py)
+INT8_ENGINES = ("onnxruntime", "openvino")  # what runs an int8 ONNX file (quantize.py)
 EXPORT_FORMATS = ("auto", "onnx", "torchscript")  # auto: ONNX (every type has it)
 EXPORT_SCORES = ("score", "score_seed")
 

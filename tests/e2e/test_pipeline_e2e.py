@@ -321,7 +321,7 @@ def test_export_round_trips_and_checks_itself(quick_run, tmp_path, quant, fmt):
         import torch
 
         assert out.read_bytes() == torch.load(checkpoint, weights_only=True)["onnx"]
-        assert result["reference"] == "float model" and result["runtime"].startswith("openvino ")
+        assert result["reference"] == "float model" and result["runtime"].startswith("onnxruntime ")
         assert abs(result["accuracy"] - result["reference_accuracy"]) <= result["interval95"]
         assert 0.5 <= result["top1_agreement"] <= 1
     else:

@@ -113,7 +113,7 @@ def test_int8_latency_structure():
     assert set(result["vs_fx"]) == {"onnxruntime", "openvino"}, "FX is the reference, not compared to itself"
     assert all_positive(result["speedup"]) and all_positive(result["vs_fp32_baseline"])
     assert all_positive(result["vs_fx"]) and all_positive(result["ms_per_image"])
-    assert result["default_engine"] == "openvino"
+    assert result["default_engine"] == "onnxruntime"
     assert result["runtimes"]["openvino"].startswith("openvino ")
     assert "torch.ao FX" in result["runtimes"]["x86"]
     assert torch.backends.quantized.engine == before
@@ -154,9 +154,9 @@ def test_bench_cli_writes_json(tmp_path):
     assert all_positive(written["int8"]["speedup"])
     assert "skipped" in written["pipeline_overhead"]
     assert [g["figure"] for g in written["goals"]][:4] == [
-        "int8 (openvino) / fp32 latency, batch 32",
-        "s0.5 + int8 (openvino) / fp32 baseline latency, batch 32",
-        "int8 (openvino) / FX int8 latency, batch 1", "int8 (openvino) / FX int8 latency, batch 32"]
+        "int8 (onnxruntime) / fp32 latency, batch 32",
+        "s0.5 + int8 (onnxruntime) / fp32 baseline latency, batch 32",
+        "int8 (onnxruntime) / FX int8 latency, batch 1", "int8 (onnxruntime) / FX int8 latency, batch 32"]
 
 
 def test_bench_cli_only_keeps_other_sections_with_their_date(tmp_path):

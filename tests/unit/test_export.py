@@ -13,7 +13,7 @@ from squeeze.deploy.export import ExportError, _write, export
 from squeeze.prepared import save as save_dataset
 
 INT8 = Int8Config(calibration_batches=2, calibration_batch_size=64, calibration_method="minmax",
-                  reduce_range=True, engine="openvino")
+                  reduce_range=True, engine="onnxruntime")
 
 
 def test_a_torchscript_archive_is_not_named_after_its_temporary_file(tmp_path):
@@ -82,7 +82,7 @@ def test_int8_export_is_the_measured_file_checked_against_its_float_model(tmp_pa
     assert abs(result["accuracy"] - result["reference_accuracy"]) <= result["interval95"]
     assert result["interval95"] == pytest.approx(
         1.96 * (result["reference_accuracy"] * (1 - result["reference_accuracy"]) / 200) ** 0.5, abs=1e-6)
-    assert result["runtime"] == quantize.engine_version("openvino")
+    assert result["runtime"] == quantize.engine_version("onnxruntime")
 
 
 def test_an_int8_file_far_from_its_float_model_is_refused_and_not_written(tmp_path, trained_pair):

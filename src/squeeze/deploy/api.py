@@ -59,7 +59,9 @@ def preprocess(images, model: nn.Module) -> torch.Tensor:
                          f"(3, {size}, {size})")
     mean = torch.tensor(info["mean"], dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(info["std"], dtype=torch.float32).view(1, 3, 1, 1)
-    return (batch.float() / 255 - mean) / std
+    # (x / 255 - mean) / std as the pipeline computes it (batches.DeviceData.normalize), to the
+    # bit: an int8 model's input quantization rounds, so a last-bit difference can flip a class
+    return batch.float().mul_(1 / (255 * std)).add_(-mean / std)
 
 
 def classes(model: nn.Module) -> list[str]:

@@ -110,7 +110,7 @@ def _write(model, quant: str, fmt: str, x: torch.Tensor, path: Path) -> torch.Te
     if quant == "int8":  # the checkpoint holds the ONNX file: written as it is, run on its engine
         path.write_bytes(model.onnx)
         with torch.no_grad():
-            return quantize.Int8Model(path.read_bytes(), model.engine)(x)
+            return quantize.Int8Model(path.read_bytes(), model.engine).exact()(x)
     # fp16: the graph computes in fp16 (weights and activations) behind float32 inputs and
     # outputs, so every exported model is fed and read the same way
     net = HalfInside(model.half()) if quant == "fp16" else model.eval()
