@@ -341,7 +341,7 @@ def figure_tradeoff_latency(report: Report) -> "Figure":
     ax.grid(alpha=0.3)
     readable_accuracy_axis(ax)
     _note_if_empty(ax, "model with a latency")
-    _legend(ax)
+    _legend(ax, fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1))  # outside: no bar hidden
     left_out = any(computes_in_fp32(r) for r in report.rows)
     no_spread = bool(rows) and all(latency_spread(r) is None for r in rows)
     note(fig, interval_note(report.test_images),
