@@ -14,7 +14,10 @@ int8: an ONNX file in QDQ form, the file a deployer ships. The pruned fp32 model
   the same outputs on every run and at any thread count; OpenVINO with more than one thread does
   not (measured: logits moving by up to 0.07 between two calls on one batch, 1 of 500 top-1
   classes), so its accuracy is measured single-threaded (Int8Model.exact), where it repeats; its
-  latency at `latency_threads` like any model's.
+  latency at `latency_threads` like any model's. A process that has run OpenVINO should not
+  fork afterwards: once, a pytest process crashed in os.system's fork after OpenVINO models had
+  run in it (not reproduced in a small script). Each DVC stage is its own process and forks
+  nothing after quantizing.
   `reduce_range` (default true) keeps the weights to 7 bits. On an AVX2 CPU without VNNI both
   engines multiply uint8 by int8 with 16-bit intermediate sums that saturate at 8-bit weights:
   measured on an AMD EPYC (width-16 s0.5-u0.3 model, 2,000 test images), 8-bit weights agreed

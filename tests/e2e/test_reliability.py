@@ -452,12 +452,12 @@ def test_quantize_rejects_bad_base_checkpoint(zygote, project, tmp_path, damage)
 
 def test_int8_without_its_engine_package(zygote, project, tmp_path):
     params = write_params(tmp_path / "params.yaml")
-    no_openvino = ("import importlib.util as u; real = u.find_spec; "
-                   "u.find_spec = lambda name, *a: None if name == 'openvino' else real(name, *a)")
+    no_ort = ("import importlib.util as u; real = u.find_spec; "
+              "u.find_spec = lambda name, *a: None if name == 'onnxruntime' else real(name, *a)")
     line = run_failing(zygote, quantize_argv(params, project, quant="int8"), tmp_path,
-                       setup=no_openvino)
-    assert_names(line, "quantize.int8.engine = 'openvino' needs the Python package 'openvino'",
-                 "pip install openvino")
+                       setup=no_ort)
+    assert_names(line, "quantize.int8.engine = 'onnxruntime' needs the Python package "
+                 "'onnxruntime'", "pip install onnxruntime")
 
 
 # ---- safe loading --------------------------------------------------------------------------------

@@ -102,19 +102,22 @@ def test_int8_latency_structure():
     import torch
 
     before = torch.backends.quantized.engine
+    # OpenVINO stays out of this file: after it has run in a process, a later fork in that
+    # process (test_checkpoint's os.system) crashed pytest once (see quantize.py); the bench
+    # runs it in its own process, last (bench.py)
     result = benchlib.int8_latency(width=4, structured=(0.5,), batch_sizes=(1, 4), threads=1,
-                                   warmup=1, repeats=2)
-    engines = {"x86", "onnxruntime", "openvino"}
+                                   warmup=1, repeats=2, engines=("x86", "onnxruntime"))
+    engines = {"x86", "onnxruntime"}
     assert set(result["ms_per_image"]) == {"b1", "b4"}
     assert set(result["ms_per_image"]["b4"]) == {"fp32-s0", "fp32-s0.5"} | {
         f"int8-{e}-s{s}" for e in engines for s in ("0", "0.5")}
     assert set(result["speedup"]) == set(result["vs_fp32_baseline"]) == engines
-    assert set(result["speedup"]["openvino"]["b4"]) == {"s0", "s0.5"}
-    assert set(result["vs_fx"]) == {"onnxruntime", "openvino"}, "FX is the reference, not compared to itself"
+    assert set(result["speedup"]["onnxruntime"]["b4"]) == {"s0", "s0.5"}
+    assert set(result["vs_fx"]) == {"onnxruntime"}, "FX is the reference, not compared to itself"
     assert all_positive(result["speedup"]) and all_positive(result["vs_fp32_baseline"])
     assert all_positive(result["vs_fx"]) and all_positive(result["ms_per_image"])
     assert result["default_engine"] == "onnxruntime"
-    assert result["runtimes"]["openvino"].startswith("openvino ")
+    assert result["runtimes"]["onnxruntime"].startswith("onnxruntime ")
     assert "torch.ao FX" in result["runtimes"]["x86"]
     assert torch.backends.quantized.engine == before
 
@@ -147,7 +150,8 @@ def test_bench_cli_writes_json(tmp_path):
     bench_cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench_cli)
     out = tmp_path / "bench.json"
-    bench_cli.main(["--quick", "--only", "int8", "--threads", "1", "--out", str(out)])
+    bench_cli.main(["--quick", "--only", "int8", "--threads", "1", "--out", str(out),
+                    "--int8-engines", "x86,onnxruntime"])
     written = json.loads(out.read_text())
     assert written["environment"]["threads"] == 1
     assert written["mode"] == "quick"
@@ -168,7 +172,8 @@ def test_bench_cli_only_keeps_other_sections_with_their_date(tmp_path):
                "pipeline_overhead": {"stages": 108, "noop_repro_seconds": 9.0},
                "structured": {"speedup_vs_dense": {"b32": {"s0.5": 3.0}}}}
     out.write_text(json.dumps(earlier))
-    bench_cli.main(["--quick", "--only", "int8", "--threads", "1", "--out", str(out)])
+    bench_cli.main(["--quick", "--only", "int8", "--threads", "1", "--out", str(out),
+                    "--int8-engines", "x86,onnxruntime"])
     written = json.loads(out.read_text())
     assert written["pipeline_overhead"]["date"] == "2000-01-01T00:00:00+00:00"
     assert written["structured"]["speedup_vs_dense"] == {"b32": {"s0.5": 3.0}}

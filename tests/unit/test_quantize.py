@@ -418,3 +418,17 @@ def test_a_failed_onnx_export_is_one_line_and_nothing_is_left(monkeypatch, small
         quantize.to_int8(fresh_model(), small_data.calibration_batches(32, 1, seed=0), INT8_CFG)
     assert str(info.value) == "ONNX export failed: Failed to export the model with torch.export."
     assert scratch() == before
+
+
+def test_the_quantize_step_on_openvino_measures_a_repeatable_accuracy(tmp_path, evaluate_inputs):
+    """engine: openvino through the whole step: its runtime is recorded, and the accuracy is the
+    single-threaded one, which the saved file gives again when loaded."""
+    base, prepared, _ = evaluate_inputs
+    out_model, out_metrics = tmp_path / "int8.pt", tmp_path / "int8.json"
+    metrics = quantized.run(0.5, 0.5, "int8", replace(INT8_CFG, engine="openvino"), EVAL_CFG,
+                            StagePaths(prepared, out_model, out_metrics, base=base), device="cpu")
+    assert metrics["runtime"] == quantize.engine_version("openvino")
+    loaded, payload = quantize.load_quantized(out_model)
+    assert payload["engine"] == "openvino" and loaded.exact().threads == 1
+    dd = batches.DeviceData.from_file(prepared, "cpu")
+    assert metrics["accuracy"] == round(evaluation.accuracy(loaded.exact(), dd), 6)
