@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -24,6 +25,10 @@ from .errors import SqueezeError
 
 DATA_SOURCES = ("cifar10", "folder", "synthetic")
 QUANT_TYPES = ("fp32", "fp16", "int8")
+# low-bit types, made by quantization-aware fine-tuning (lowbit.py): X-bit weights, Y-bit activations
+LOW_BIT = re.compile(r"w([2-8])a([2-8])")
+LOW_BIT_ALLOWED = ("wXaY with X (weight bits) and Y (activation bits) integers from 2 to 8, "
+                   "e.g. w4a8, w4a4, w2a4")
 SCHEDULES = ("cosine", "cosine_iter", "constant")  # cosine: stepped per epoch (the study's)
 PRUNE_SCOPES = ("layerwise", "global")
 PRUNE_CRITERIA = ("l1", "l2", "group_norm", "random")
@@ -102,10 +107,12 @@ class ListRule:
     item: Rule
     noun: str  # one item in words, for the errors ("amount")
     ordered: bool = False  # sorted ascending once parsed
+    empty: bool = False  # [] allowed (an opt-in list)
 
     def check(self, key: str, value: Any) -> tuple:
-        if not isinstance(value, (list, tuple)) or not value:
-            raise _bad(key, value, f"a non-empty list of {self.noun}s, each {self.item.allowed}")
+        if not isinstance(value, (list, tuple)) or (not value and not self.empty):
+            raise _bad(key, value, f"a {'' if self.empty else 'non-empty '}list of {self.noun}s, "
+                       f"each {self.item.allowed}")
         for item in value:
             if not self.item.test(item):
                 raise ConfigError(f"params.yaml: {key} contains {item!r}; each {self.noun} must "
@@ -119,7 +126,15 @@ class ListRule:
 
 
 AMOUNTS = ListRule(AMOUNT, "amount")
-QUANT_TYPE = one_of(QUANT_TYPES)  # one quantization type
+QUANT_TYPE = Rule("one of " + ", ".join(QUANT_TYPES) + " (low-bit wXaY types go in quantize.qat_types)",
+                  lambda v: v in QUANT_TYPES)  # one post-training quantization type
+LOW_BIT_TYPE = Rule(LOW_BIT_ALLOWED, lambda v: isinstance(v, str) and LOW_BIT.fullmatch(v) is not None)
+
+
+def low_bit_bits(quant: Any) -> tuple[int, int] | None:
+    """(weight bits, activation bits) of a `wXaY` type; None for anything else."""
+    found = LOW_BIT.fullmatch(quant) if isinstance(quant, str) else None
+    return None if found is None else (int(found[1]), int(found[2]))
 
 
 def setting(rule: Rule | ListRule, doc: str, default: Any = MISSING):
@@ -293,6 +308,26 @@ class Int8Config(Section):
 
 
 @dataclass(frozen=True)
+class QatConfig(Section):
+    """How a low-bit (wXaY) type is made, besides its fine-tune recipe (finetune.qat)."""
+    KEY = "quantize.qat"
+    ends_bits: int = setting(integer(0, 8), "first conv and last linear bits; 0 = the type's")
+    init_batches: int = setting(integer(1, 10_000), "training batches that fit the initial steps")
+
+    def rules(self, prefix: str) -> None:
+        if self.ends_bits == 1:
+            raise _bad(f"{prefix}.ends_bits", self.ends_bits, "0 (the type's bits) or 2 to 8")
+
+
+@dataclass(frozen=True)
+class QatTrainConfig(TrainConfig):
+    """The quantization-aware fine-tune of a low-bit type, from its grid model's weights."""
+    KEY = "finetune.qat"
+    distill_alpha: float = setting(number(0, 1, below=False), "distillation weight; 0 = off", 0.0)
+    distill_temperature: float = setting(number(0, above=True), "distillation temperature", 4.0)
+
+
+@dataclass(frozen=True)
 class EvaluateConfig(Section):
     KEY = "evaluate"
     latency_threads: int = setting(integer(1, MAX_THREADS), "CPU threads for latency")
@@ -337,15 +372,19 @@ class Finetune(Section):
     KEY = "finetune"
     structured: FinetuneConfig = part(FinetuneConfig, "after filter pruning")
     unstructured: FinetuneConfig = part(FinetuneConfig, "after magnitude pruning")
+    qat: QatTrainConfig = part(QatTrainConfig, "quantization-aware, for low-bit types")
 
 
 @dataclass(frozen=True)
 class Quantize(Section):
     KEY = "quantize"
     types: tuple[str, ...] = setting(ListRule(QUANT_TYPE, "type"), "post-training types")
+    qat_types: tuple[str, ...] = setting(ListRule(LOW_BIT_TYPE, "type", empty=True),
+                                         "low-bit types made by quantization-aware fine-tuning")
     fp32: dict = setting(NOTHING, "no settings")
     fp16: dict = setting(NOTHING, "no settings")
     int8: Int8Config = part(Int8Config, "static post-training int8")
+    qat: QatConfig = part(QatConfig, "low-bit types (wXaY)")
 
 
 @dataclass(frozen=True)
@@ -357,12 +396,19 @@ class Grid:
     structured: tuple[float, ...] = field(metadata={"key": "prune.structured.amounts"})
     unstructured: tuple[float, ...] = field(metadata={"key": "prune.unstructured.amounts"})
     types: tuple[str, ...] = field(metadata={"key": "quantize.types"})
+    qat_types: tuple[str, ...] = field(default=(), metadata={"key": "quantize.qat_types"})
 
     def __iter__(self):
-        return iter((self.structured, self.unstructured, self.types))
+        return iter((self.structured, self.unstructured, self.all_types))
+
+    @property
+    def all_types(self) -> tuple[str, ...]:
+        """Post-training types, then the low-bit (quantization-aware) ones."""
+        return tuple(self.types) + tuple(self.qat_types)
 
     def points(self) -> list[tuple]:
-        return [(s, u, q) for s in self.structured for u in self.unstructured for q in self.types]
+        return [(s, u, q) for s in self.structured for u in self.unstructured
+                for q in self.all_types]
 
 
 @dataclass(frozen=True)
@@ -392,7 +438,7 @@ class Params(Section):
             AMOUNTS.check(key, raw["prune"][kind]["amounts"])
             amounts[kind] = tuple(raw["prune"][kind]["amounts"])
         params = replace(params, grid=Grid(amounts["structured"], amounts["unstructured"],
-                                           params.quantize.types))
+                                           params.quantize.types, params.quantize.qat_types))
         for amount in params.grid.structured:
             params.prune.structured.check_amount(amount)
         if params.prune.structured.rounds > params.finetune.structured.epochs:
@@ -546,3 +592,8 @@ def amount_arg(text: str, key: str) -> float:
 def quant_arg(text: str) -> str:
     """A stage's quantization-type argument."""
     return QUANT_TYPE.check("quantize.types", text)
+
+
+def low_bit_arg(text: str) -> str:
+    """A qat stage's low-bit type argument."""
+    return LOW_BIT_TYPE.check("quantize.qat_types", text)

@@ -39,14 +39,9 @@ def count_ops(model: nn.Module, image_size: int = 32) -> int:
     """Conv/linear MACs + 4 ops per BN output element, for one 3 x size x size image."""
     total = 0
 
-    def conv_hook(m: nn.Conv2d, _inp, out):
+    def macs_hook(m: nn.Module, _inp, out):
         nonlocal total
-        kh, kw = m.kernel_size
-        total += out.numel() * (m.in_channels // m.groups) * kh * kw
-
-    def linear_hook(m: nn.Linear, _inp, out):
-        nonlocal total
-        total += out.numel() * m.in_features
+        total += _macs(m, out)
 
     def bn_hook(_m, _inp, out):
         nonlocal total
@@ -54,10 +49,8 @@ def count_ops(model: nn.Module, image_size: int = 32) -> int:
 
     hooks = []
     for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            hooks.append(m.register_forward_hook(conv_hook))
-        elif isinstance(m, nn.Linear):
-            hooks.append(m.register_forward_hook(linear_hook))
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            hooks.append(m.register_forward_hook(macs_hook))
         elif isinstance(m, nn.BatchNorm2d):
             hooks.append(m.register_forward_hook(bn_hook))
     was_training = model.training
@@ -73,9 +66,16 @@ def count_ops(model: nn.Module, image_size: int = 32) -> int:
 
 
 def bits(quant: str) -> tuple[int, int]:
-    if quant not in BITS:
-        raise ValueError(f"unknown quantization type {quant!r}; allowed: {', '.join(BITS)}")
-    return BITS[quant]
+    """(q_w, q_a) of a type: fp32, fp16, int8, or a low-bit `wXaY` (lowbit.py)."""
+    if quant in BITS:
+        return BITS[quant]
+    from .config import LOW_BIT_ALLOWED, low_bit_bits
+
+    found = low_bit_bits(quant)
+    if found is None:
+        raise ValueError(f"unknown quantization type {quant!r}; allowed: {', '.join(BITS)} "
+                         f"or {LOW_BIT_ALLOWED}")
+    return found
 
 
 def score(nonzero_params: int, ops: int, quant: str) -> float:
@@ -93,6 +93,49 @@ def score_seed(structured: float, unstructured: float, quant: str) -> float:
     p_s, p_u = structured, unstructured * (1 - structured)
     return (BASELINE_PARAMS * (1 - p_s - p_u) * (q_w / 32) / REFERENCE_PARAMS
             + BASELINE_OPS * (1 - p_s) * max(q_w, q_a) / 32 / REFERENCE_OPS)
+
+
+@torch.no_grad()
+def layer_counts(model: nn.Module, image_size: int = 32) -> dict[str, dict]:
+    """Per conv/linear layer (by module name): its nonzero parameters and its ops (MACs), as
+    count_nonzero and count_ops count them; "" holds everything else (BatchNorm parameters and
+    ops). The values sum to model_counts' nonzero_params and ops."""
+    found: dict[str, dict] = {}
+    hooks = []
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            found[name] = {"nonzero": sum(int(torch.count_nonzero(p)) for p in m.parameters()),
+                           "ops": 0}
+            hooks.append(m.register_forward_hook(
+                lambda mod, _i, out, name=name: found[name].__setitem__("ops", _macs(mod, out))))
+    try:
+        total = count_ops(model, image_size)
+    finally:
+        for h in hooks:
+            h.remove()
+    found[""] = {"nonzero": count_nonzero(model) - sum(v["nonzero"] for v in found.values()),
+                 "ops": total - sum(v["ops"] for v in found.values())}
+    return found
+
+
+def _macs(m: nn.Module, out: torch.Tensor) -> int:
+    if isinstance(m, nn.Linear):
+        return out.numel() * m.in_features
+    kh, kw = m.kernel_size
+    return out.numel() * (m.in_channels // m.groups) * kh * kw
+
+
+def layer_score(layers: dict[str, dict], bits: dict[str, tuple[int, int]],
+                rest: tuple[int, int]) -> float:
+    """The score summed over layers, each at its own (q_w, q_a): nonzero_l * q_w,l / 32 / 5.6e6 +
+    ops_l * max(q_w,l, q_a,l) / 32 / 2.8e8. `layers`: layer_counts; `bits`: per layer name;
+    `rest` (BatchNorm, the "" entry): the type's nominal bits. Uniform bits give score()."""
+    total = 0.0
+    for name, found in layers.items():
+        q_w, q_a = bits[name] if name else rest
+        total += found["nonzero"] * (q_w / 32) / REFERENCE_PARAMS
+        total += found["ops"] * max(q_w, q_a) / 32 / REFERENCE_OPS
+    return total
 
 
 def model_counts(model: nn.Module) -> dict:

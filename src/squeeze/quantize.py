@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import checkpoint, models
+from . import checkpoint, lowbit, models
 from .config import QUANT_TYPES, Int8Config
 from .errors import SqueezeError
 
@@ -248,8 +248,15 @@ def load_quantized(path, payload: dict | None = None) -> tuple[nn.Module, dict]:
     if payload is None:
         payload = checkpoint.load(path)
     quant = payload.get("quant")
-    if payload.get("kind") != f"quantized-{quant}" or quant not in QUANT_TYPES:
+    if payload.get("kind") != f"quantized-{quant}" or not (quant in QUANT_TYPES
+                                                          or lowbit.is_low_bit(quant)):
         raise checkpoint.CheckpointError(f"{path}: not a quantized squeeze model")
+    if lowbit.is_low_bit(quant):
+        try:
+            return lowbit.load(payload), payload
+        except (ValueError, KeyError, RuntimeError) as err:
+            raise checkpoint.CheckpointError(
+                f"{path}: a {quant} checkpoint that does not load ({str(err).splitlines()[0]})") from None
     if quant == "int8":
         if not isinstance(payload.get("onnx"), bytes):
             raise checkpoint.CheckpointError(
