@@ -23,7 +23,8 @@ from .. import checkpoint
 
 
 def load(path: str | Path) -> nn.Module:
-    """A ready model for any squeeze checkpoint (baseline, pruned, or quantized fp32/fp16/int8)."""
+    """A ready model for any squeeze checkpoint (baseline, pruned, or quantized fp32/fp16/int8,
+    or a low-bit wXaY model: fake-quantized, simulated in fp32)."""
     from .. import quantize
 
     payload = checkpoint.load(path)  # read once, rebuilt by the loader of its kind

@@ -56,6 +56,10 @@ def export(checkpoint: str | Path, fmt: str, out: str | Path, data_path: str | P
         raise ExportError(f"--images {images} is not allowed; expected an integer >= 1")
     model = api.load(checkpoint)
     quant = model.squeeze_quant
+    if quant not in SUPPORTED:  # a low-bit wXaY model: fake quantization, no kernel to ship on
+        raise ExportError(f"{checkpoint}: a {quant} model is simulated (fake quantization; no "
+                          "CPU kernel here runs its bit widths) and does not export; export "
+                          f"supports {', '.join(SUPPORTED)} (quantize.types)")
     if fmt not in SUPPORTED[quant]:
         raise ExportError(f"{checkpoint}: an {quant} model exports to "
                           f"{' or '.join(SUPPORTED[quant])} only, not {fmt}")

@@ -44,9 +44,16 @@ def recommend(rows: Sequence[Mapping], budget: float, score: str = "score") -> d
     if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not (
             math.isfinite(budget) and budget > 0):
         raise RecommendError(f"budget {budget!r} is not allowed; expected a number > 0")
-    fitting = [r for r in rows if r[score] <= budget]
+    scored = [r for r in rows if r[score] is not None]  # score_seed: blank for mixed bits
+    # a model to ship runs on real kernels: simulated low-bit ones are named, not recommended
+    simulated = [r for r in scored if r.get("kernel") == "simulated"]
+    shippable = [r for r in scored if r.get("kernel") != "simulated"]
+    if not shippable:
+        raise RecommendError(f"no model with a {score} runs on real kernels (the report lists "
+                             "only simulated low-bit models); add fp32, fp16 or int8 to quantize.types")
+    fitting = [r for r in shippable if r[score] <= budget]
     if not fitting:
-        cheapest = min(rows, key=lambda r: r[score])
+        cheapest = min(shippable, key=lambda r: r[score])
         raise RecommendError(f"no model has {score} <= {budget:g}; the cheapest is "
                              f"{cheapest['model']} at {cheapest[score]:g}")
     best = min(fitting, key=lambda r: (-r["accuracy"], r[score]))
@@ -57,4 +64,9 @@ def recommend(rows: Sequence[Mapping], budget: float, score: str = "score") -> d
             "accuracy_interval_95": [best["accuracy_low"], best["accuracy_high"]],
             score: best[score], "budget": budget, "checkpoint": best["checkpoint"],
             "ties": [{"model": r["model"], "accuracy": r["accuracy"], score: r[score],
-                      "checkpoint": r["checkpoint"]} for r in ties]}
+                      "checkpoint": r["checkpoint"]} for r in ties],
+            # simulated low-bit models under the budget more accurate than it: what fewer bits
+            # would give where a kernel ran them (not exportable here)
+            "simulated_better": [{"model": r["model"], "accuracy": r["accuracy"], score: r[score]}
+                                 for r in simulated if r[score] <= budget
+                                 and r["accuracy"] > best["accuracy"]]}

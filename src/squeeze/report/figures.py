@@ -292,7 +292,9 @@ def figure_tradeoff_final(report: Report) -> "Figure":
     measured.step([r["score"] for r in pareto], [r["accuracy"] for r in pareto], where="post",
                   color="black", linewidth=1, label="Pareto front")
     _tradeoff_axes(measured, "This run, measured score, with its Pareto front")
-    _scatter_by_quant(nominal, report.rows, "score_seed", n)
+    # the study's formula does not apply to mixed bits (a low-bit model with 8-bit ends)
+    _scatter_by_quant(nominal, [r for r in report.rows if r["score_seed"] is not None],
+                      "score_seed", n)
     study = [{**p, "accuracy_low": None} for p in STUDY_POINTS]
     nominal.scatter([p["score"] for p in study], [p["accuracy"] for p in study],
                     marker="*", s=160, color="grey", label=STUDY_LABEL, zorder=3)

@@ -39,7 +39,7 @@ MODEL_COLUMNS = ("structured", "unstructured", "quant", "accuracy", "score", "sc
                  "params", "nonzero_params", "sparsity", "ops", "latency_ms_b1", "latency_ms_b32",
                  "latency_ms_b1_q1", "latency_ms_b1_q3", "latency_ms_b32_q1", "latency_ms_b32_q3",
                  "latency_repeats", "latency_threads", "cpu", "size_bytes", "device", "device_name", "precision",
-                 "runtime")
+                 "runtime", "kernel")
 # accuracy_low/high: the 95% binomial (Wilson) interval of the accuracy on the test set's size,
 # the noise of one measurement; checkpoint: the quantized model's file in the workspace
 CSV_COLUMNS = ("model", *MODEL_COLUMNS[:4], "accuracy_low", "accuracy_high", "accuracy_float",
@@ -87,6 +87,9 @@ def log_files(grid: Grid, directory: Path) -> list[tuple[dict, Path]]:
     logs += [({"run": model_name(s, u), "stage": "unstructured", "structured": float(s),
                "unstructured": float(u)}, directory / f"{file_stem(s, u)}.csv")
              for s in grid.structured for u in grid.unstructured]
+    logs += [({"run": model_name(s, u, q), "stage": "qat", "structured": float(s),
+               "unstructured": float(u)}, directory / f"{file_stem(s, u, q)}.csv")
+             for s in grid.structured for u in grid.unstructured for q in grid.qat_types]
     return logs
 
 
@@ -168,7 +171,7 @@ def best_under_budget(rows: Sequence[Mapping], budget: float, key: str = "score"
 
     key "score" (measured counts) or "score_seed" (the study's nominal formula, which puts a
     reduced-width run's models on the study's scale)."""
-    fitting = [r for r in rows if r[key] <= budget]
+    fitting = [r for r in rows if r[key] is not None and r[key] <= budget]
     if not fitting:
         return {"model": None, "accuracy": None, "accuracy_low": None, "accuracy_high": None,
                 key: None}
@@ -357,13 +360,18 @@ def _quantized_section(rows: Sequence[Mapping]) -> str:
     lines = [[r["model"], r["quant"], _pct(r["accuracy"]), _interval(r),
               (r["precision"] or "—") + (f" ({r['runtime']})" if r.get("runtime") else ""),
               _pct(r["accuracy_float"]), _num(r["score"]), _num(r["score_seed"]),
-              _latency(r, 1), _latency(r, 32), _num(r["size_bytes"] / 1024), _mark(r)]
+              _latency(r, 1), _latency(r, 32),
+              _num(None if r["size_bytes"] is None else r["size_bytes"] / 1024), _mark(r)]
              for r in rows]
     flagged = any(latency_under_load(r) for r in rows)
     note = ("Latency: CPU, `latency_threads` threads, median and quartiles over "
             "`evaluate.latency_repeats` timed runs, on the runtime in brackets (int8: its ONNX file "
             "on `quantize.int8.engine`). fp16 on a CPU runs in fp32 (its weights rounded), so "
             "its latency is fp32's." + (
+                " Low-bit types (wXaY) are simulated: fake quantization in fp32, as no CPU kernel "
+                "here runs them, so they have no latency and no file size (—); their score counts "
+                "each layer at its own bits." if any(r.get("kernel") == "simulated" for r in rows)
+                else "") + (
                 f" ⚠ marks a spread (q3 - q1) over {LATENCY_SPREAD_FLAG:.0%} of the median: "
                 "measured while the machine was busy; compare such figures with care."
                 if flagged else ""))
