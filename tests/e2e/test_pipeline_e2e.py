@@ -241,6 +241,35 @@ def test_a_growing_grid_reruns_only_new_items(quick_run):
     assert changed_stages(repo, env) == set()
 
 
+def test_low_bit_types_run_as_qat_stages_beside_the_cached_grid(quick_run):
+    """quantize.qat_types [w4a4] with a 1-epoch QAT: only the qat stages and what reads their
+    files run (the cached grid is reused); the report lists the w4a4 models as simulated, with
+    no latency or size, their score under int8's, and recommend never picks them."""
+    repo, env, _ = quick_run
+    structured, unstructured, _ = grid(repo)
+    with params_set(repo, env, ("quantize.qat_types", ["w4a4"]), ("finetune.qat.epochs", 1)):
+        out = run(["dvc", "repro"], repo, env)
+        ran = set(re.findall(r"Running stage '([^']+)'", out))
+        expected = {f"qat@{s}-{u}-w4a4" for s in structured for u in unstructured}
+        assert ran == expected | {"report", "export", "check_params"}, out[-3000:]
+        rows = report_rows(repo)
+        low = [r for r in rows if r["quant"] == "w4a4"]
+        assert len(low) == len(expected)
+        for row in low:
+            assert row["kernel"] == "simulated" and row["latency_ms_b32"] == ""
+            assert row["size_bytes"] == "" and row["score_seed"] == ""
+            int8 = next(r for r in rows if r["quant"] == "int8" and
+                        (r["structured"], r["unstructured"]) ==
+                        (row["structured"], row["unstructured"]))
+            assert float(row["score"]) < float(int8["score"])
+        assert {r["kernel"] for r in rows if r["quant"] != "w4a4"} == {"real"}
+        assert "simulated" in (repo / "reports/tradeoff.md").read_text()
+        picked = json.loads(squeeze_cli(repo, env, "recommend", "--budget", "100"))
+        assert not picked["model"].endswith("w4a4")
+        curves = (repo / "reports/training_curves.csv").read_text()
+        assert ",qat," in curves
+
+
 def test_a_bad_value_on_a_fresh_clone_fails_in_the_first_stage(tmp_path):
     """A bad grid value is reported by the first stage, check_params, before any data is read or
     any model trained."""

@@ -47,6 +47,8 @@ COVERAGE: list[tuple[str, str]] = [
     (r"dvc exp apply EXP_A$", RUN),
     (r"dvc (plots|metrics) diff EXP_A EXP_B$", RUN),
     (r"dvc plots show$", RUN),
+    (r"dvc exp run -S 'quantize\.qat_types=\[w4a4\]'$", "elsewhere: test_pipeline_e2e's low-bit "
+     "test sets the same params (and a 1-epoch QAT) and runs dvc repro in the quick workspace"),
     (r"dvc exp run -S data\.source=folder -S data\.path=\S+$", RUN),
     (r"dvc repro -f prepare$", RUN),
     (r"python tools/offline_plots\.py$", "not run: fetches vega from the npm registry"),
