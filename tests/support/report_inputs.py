@@ -28,10 +28,10 @@ QUICK_GRID = Grid(tuple(QUICK["prune.structured.amounts"]),
                          tuple(QUICK["quantize.types"]))
 
 
-BITS = {"fp32": 32, "fp16": 16, "int8": 8}
+BITS = {"fp32": 32, "fp16": 16, "int8": 8, "w4a4": 4}
 
 
-EPOCHS = {"baseline": 3, "structured": 2, "unstructured": 2}
+EPOCHS = {"baseline": 3, "structured": 2, "unstructured": 2, "qat": 1}
 
 
 def point(model: str, accuracy: float, score: float) -> dict:
@@ -72,8 +72,11 @@ def fake_model(structured, unstructured, quant: str) -> dict:
         "score_seed": round(3.98778 * keep * BITS[quant] / 32, 6),
         "latency_ms_b1": 1.0 + keep, "latency_ms_b32": 10.0 * (1 + keep),
         "latency_threads": 2, "cpu": "test", "size_bytes": int(4e7 * keep * BITS[quant] / 32),
-        "spec": {},
-    }
+        "kernel": "real", "spec": {},
+    } | ({"kernel": "simulated", "latency_ms_b1": None, "latency_ms_b32": None,
+          "size_bytes": None, "score_seed": None, "accuracy": round(
+              float_accuracy(structured, unstructured) - 0.01, 6)}
+         if quant == "w4a4" else {})
 
 
 def write_log(path: Path, epochs: int) -> None:
@@ -99,7 +102,7 @@ def write_inputs(root: Path, grid: Grid) -> Path:
         write_json_file(metrics_file(metrics, s, u, q), fake_model(s, u, q))
     (metrics / "train").mkdir(parents=True)
     for run, path in tradeoff.log_files(grid, metrics / "train"):
-        amount = run["unstructured"] if run["stage"] == "unstructured" else run["structured"]
+        amount = {"qat": 1, "unstructured": run["unstructured"]}.get(run["stage"], run["structured"])
         write_log(path, 0 if amount == 0 else EPOCHS[run["stage"]])
     (metrics / tradeoff.SENSITIVITY_FILE).write_text(SENSITIVITY_CSV)
     return metrics
