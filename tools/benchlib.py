@@ -325,7 +325,7 @@ def int8_latency(*, width: int = 64, structured: tuple[float, ...] = (0, 0.5),
     return {"width": width, "threads": threads, "warmup": warmup, "repeats": repeats,
             "default_engine": quantize.DEFAULT_INT8.engine,
             "runtimes": {e: (quantize.engine_version(e) if e != FX_ENGINE
-                             else f"torch {torch.__version__.split('+')[0]} (torch.ao FX)")
+                             else f"{devices.torch_runtime()} (torch.ao FX)")
                          for e in engines},
             "ms_per_image": {f"b{b}": {n: _ms_per_image(t, b) for n, t in per_model.items()}
                              for b, per_model in times.items()},

@@ -27,6 +27,11 @@ def pick(requested: str | None = None) -> torch.device:
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "asimd")
 
 
+def torch_runtime() -> str:
+    """What runs a torch model, as metrics files name it: "torch 2.14.1" (no local build tag)."""
+    return f"torch {torch.__version__.split('+')[0]}"
+
+
 def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
     """The CPU model and its relevant vector flags, e.g. `AMD EPYC [avx2 avx512f avx512_vnni]`:
     one model name has been seen both with and without AVX-512 here."""

@@ -33,6 +33,7 @@ copy, so that an int8 file stays a quarter of its float model's size on disk).
 from __future__ import annotations
 
 import importlib.metadata
+import itertools
 import importlib.util
 import logging
 import os
@@ -107,13 +108,14 @@ class _Batches:
     """onnxruntime's CalibrationDataReader protocol over torch batches (duck-typed: get_next)."""
 
     def __init__(self, batches: Iterable[torch.Tensor]):
-        self.batches = iter(batches)
-        self.first = next(self.batches, None)
-        if self.first is None:
+        batches = iter(batches)
+        first = next(batches, None)
+        if first is None:
             raise QuantizationError("int8 calibration got no batches")
+        self.batches = itertools.chain([first], batches)
 
     def get_next(self):
-        x, self.first = (self.first, None) if self.first is not None else (next(self.batches, None), None)
+        x = next(self.batches, None)
         return None if x is None else {"images": x.detach().cpu().float().numpy()}
 
 
@@ -274,13 +276,12 @@ def load_quantized(path, payload: dict | None = None) -> tuple[nn.Module, dict]:
     return model.eval(), payload
 
 
-def float_of(path, payload: dict) -> nn.Module:
+def float_of(path, source: str | None) -> nn.Module:
     """The fp32 model an int8 checkpoint at `path` was made from: its `source`, as given (from
     the working directory), else from the workspace the checkpoint sits in
     (<workspace>/models/quantized/<name>.pt)."""
     from pathlib import Path
 
-    source = payload.get("source")
     if not source:
         raise checkpoint.CheckpointError(f"{path}: records no float model it was made from")
     tries = [Path(source), Path(path).resolve().parent.parent.parent / source]

@@ -63,15 +63,21 @@ def test_float_onnx_exports_match_their_model(tmp_path, quant):
     assert torch.allclose(out, expected, atol=(5e-2 if quant == "fp16" else 1e-4))
 
 
+def int8_checkpoint(tmp_path, quantized_from, float_model, dd):
+    """An int8 checkpoint of `quantized_from` whose recorded float model (`source`) is
+    `float_model`, saved beside it; (its path, the Int8Model)."""
+    q = quantize.quantize(copy.deepcopy(quantized_from), "int8",
+                          dd.calibration_batches(64, 2, seed=0), INT8)
+    ckpt, float_ckpt = tmp_path / "int8.pt", tmp_path / "float.pt"
+    checkpoint.save_model(float_ckpt, float_model, {}, epoch=1)
+    quantize.save_quantized(ckpt, q, float_model.spec, "int8", {}, preprocess=dd.preprocess,
+                            source=str(float_ckpt))
+    return ckpt, q
+
+
 def test_int8_export_is_the_measured_file_checked_against_its_float_model(tmp_path, trained_pair):
     model, dd, prepared = trained_pair
-    q = quantize.quantize(copy.deepcopy(model), "int8", dd.calibration_batches(64, 2, seed=0),
-                          INT8)
-    ckpt = tmp_path / "int8.pt"
-    float_ckpt = tmp_path / "float.pt"
-    checkpoint.save_model(float_ckpt, model, {}, epoch=1)
-    quantize.save_quantized(ckpt, q, model.spec, "int8", {}, preprocess=dd.preprocess,
-                            source=str(float_ckpt))
+    ckpt, q = int8_checkpoint(tmp_path, model, model, dd)
     out = tmp_path / "export" / "model.onnx"
 
     result = export(ckpt, "onnx", out, prepared, images=200)
@@ -91,13 +97,7 @@ def test_an_int8_file_far_from_its_float_model_is_refused_and_not_written(tmp_pa
     model, dd, prepared = trained_pair
     torch.manual_seed(1)
     stranger = models.build(models.ResNetSpec.resnet18(width=8)).eval()
-    q = quantize.quantize(copy.deepcopy(stranger), "int8", dd.calibration_batches(64, 2, seed=0),
-                          INT8)
-    ckpt = tmp_path / "int8.pt"
-    float_ckpt = tmp_path / "float.pt"
-    checkpoint.save_model(float_ckpt, model, {}, epoch=1)
-    quantize.save_quantized(ckpt, q, model.spec, "int8", {}, preprocess=dd.preprocess,
-                            source=str(float_ckpt))
+    ckpt, _ = int8_checkpoint(tmp_path, stranger, model, dd)
     out = tmp_path / "export" / "model.onnx"
     with pytest.raises(ExportError) as info:
         export(ckpt, "onnx", out, prepared, images=200)

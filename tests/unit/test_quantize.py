@@ -214,10 +214,10 @@ def test_save_and_load_quantized_round_trip(tmp_path, small_data, quant):
         assert payload["runtime"].startswith("onnxruntime 1.")
         assert payload["source"] == str(source)
         with torch.no_grad():  # the float model it came from, found from its path
-            assert torch.equal(quantize.float_of(path, payload)(x), model(x))
+            assert torch.equal(quantize.float_of(path, payload["source"])(x), model(x))
         source.unlink()
         with pytest.raises(checkpoint.CheckpointError, match="float.pt, is not there"):
-            quantize.float_of(path, payload)
+            quantize.float_of(path, payload["source"])
 
 
 def test_an_int8_checkpoint_from_torch_ao_is_refused_in_one_line(tmp_path):

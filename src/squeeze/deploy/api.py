@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .. import checkpoint
+from ..device import torch_runtime
 
 
 def load(path: str | Path) -> nn.Module:
@@ -38,9 +39,9 @@ def load(path: str | Path) -> nn.Module:
     model.squeeze_preprocess = payload.get("preprocess")
     model.squeeze_quant = payload.get("quant", "fp32")
     # what runs it: the int8 engine and its version, else this torch
-    model.squeeze_runtime = payload.get("runtime") or f"torch {torch.__version__.split('+')[0]}"
-    if model.squeeze_quant == "int8":  # its source: the float model it came from (export checks)
-        model.squeeze_payload = {k: payload.get(k) for k in ("source", "engine", "runtime")}
+    model.squeeze_runtime = payload.get("runtime") or torch_runtime()
+    # the float model a quantized checkpoint was made from (the int8 export checks against it)
+    model.squeeze_source = payload.get("source")
     return model.eval()
 
 

@@ -67,7 +67,7 @@ def export(checkpoint: str | Path, fmt: str, out: str | Path, data_path: str | P
     x, y = api.preprocess(images_u8, model), torch.as_tensor(labels).long()
     int8 = quant == "int8"
     # the reference: the float model an int8 file was made from; else the checkpoint's model
-    ref_model = quantize.float_of(checkpoint, model.squeeze_payload) if int8 else model
+    ref_model = quantize.float_of(checkpoint, model.squeeze_source) if int8 else model
     with torch.no_grad():
         reference = ref_model(x)
     out = Path(out)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import copy
 from dataclasses import asdict
 
-import torch
 
-from .. import checkpoint, lowbit, measure, recovery, train
+from .. import checkpoint, device as devices, lowbit, measure, recovery, train
 from ..config import QatConfig, QatTrainConfig
 from ..fsutil import write_json
 from ..history import write_history
@@ -68,7 +67,7 @@ def run(structured: float, unstructured: float, quant: str, qat_cfg: QatConfig,
                        if uniform else None),
         # no kernel runs it: no latency and no file that ships (never the float model's figures)
         "latency_ms_b1": None, "latency_ms_b32": None, "size_bytes": None,
-        "runtime": f"torch {torch.__version__.split('+')[0]} (simulated)",
+        "runtime": f"{devices.torch_runtime()} (simulated)",  # as its checkpoint says
         **train.FitResult(history=result.history,
                           epoch_wall_seconds=result.epoch_wall_seconds).summary(),
         "spec": spec.to_dict(),
@@ -83,4 +82,5 @@ def save(path, model, spec, quant: str, bits: dict, config: dict, preprocess: di
     checkpoint.save(path, {"kind": f"quantized-{quant}", "quant": quant,
                            "state_dict": model.state_dict(), "layer_bits": lowbit.bits_table(bits),
                            "spec": spec.to_dict(), "config": config, "preprocess": preprocess,
-                           "source": str(source), "kernel": KERNEL})
+                           "source": str(source), "kernel": KERNEL,
+                           "runtime": f"{devices.torch_runtime()} (simulated)"})

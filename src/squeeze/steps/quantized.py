@@ -67,7 +67,7 @@ def run(structured: float, unstructured: float, quant: str, int8_cfg: Int8Config
         "latency_repeats": eval_cfg.latency_repeats, "cpu": devices.cpu_name(),
         # what ran the model for its accuracy and latency (int8: the engine its users run)
         "runtime": (quantize.engine_version(int8_cfg.engine) if quant == "int8"
-                    else f"torch {torch.__version__.split('+')[0]}"),
+                    else devices.torch_runtime()),
         "kernel": "real",  # run by the kernels it ships on (low-bit types: simulated, steps/qat)
         # what ships: the checkpoint for fp32/fp16, the ONNX file for int8
         "size_bytes": len(qmodel.onnx) if quant == "int8" else os.path.getsize(paths.out),
