@@ -29,6 +29,7 @@ QUANT_TYPES = ("fp32", "fp16", "int8")
 LOW_BIT = re.compile(r"w([2-8])a([2-8])")
 LOW_BIT_ALLOWED = ("wXaY with X (weight bits) and Y (activation bits) integers from 2 to 8, "
                    "e.g. w4a8, w4a4, w2a4")
+MIXED_PREFIX = "wmix"  # a per-layer-bits model under budget b is type wmix<b> (quantize.mix_budgets)
 SCHEDULES = ("cosine", "cosine_iter", "constant")  # cosine: stepped per epoch (the study's)
 PRUNE_SCOPES = ("layerwise", "global")
 PRUNE_CRITERIA = ("l1", "l2", "group_norm", "random")
@@ -320,6 +321,20 @@ class QatConfig(Section):
 
 
 @dataclass(frozen=True)
+class MixedConfig(Section):
+    """Per-layer bits under a score budget (quantize.mix_budgets): each conv/linear between the
+    ends gets one of `candidates`, chosen from the loss each candidate alone causes."""
+    KEY = "quantize.mixed"
+    candidates: tuple[str, ...] = setting(ListRule(LOW_BIT_TYPE, "type"), "bits a layer may get")
+    images: int = setting(integer(1, MAX_IMAGES), "held-out training images of the sensitivity")
+
+    def rules(self, prefix: str) -> None:
+        if len(self.candidates) < 2:
+            raise _bad(f"{prefix}.candidates", list(self.candidates),
+                       "at least two wXaY types to choose between")
+
+
+@dataclass(frozen=True)
 class QatTrainConfig(TrainConfig):
     """The quantization-aware fine-tune of a low-bit type, from its grid model's weights."""
     KEY = "finetune.qat"
@@ -381,10 +396,14 @@ class Quantize(Section):
     types: tuple[str, ...] = setting(ListRule(QUANT_TYPE, "type"), "post-training types")
     qat_types: tuple[str, ...] = setting(ListRule(LOW_BIT_TYPE, "type", empty=True),
                                          "low-bit types made by quantization-aware fine-tuning")
+    mix_budgets: tuple[float, ...] = setting(
+        ListRule(number(0, 1, above=True, below=False), "budget", empty=True),
+        "per-layer-bits models: score budgets as fractions of the model's int8 score")
     fp32: dict = setting(NOTHING, "no settings")
     fp16: dict = setting(NOTHING, "no settings")
     int8: Int8Config = part(Int8Config, "static post-training int8")
     qat: QatConfig = part(QatConfig, "low-bit types (wXaY)")
+    mixed: MixedConfig = part(MixedConfig, "per-layer bits under a budget (wmix<b>)")
 
 
 @dataclass(frozen=True)
@@ -397,14 +416,17 @@ class Grid:
     unstructured: tuple[float, ...] = field(metadata={"key": "prune.unstructured.amounts"})
     types: tuple[str, ...] = field(metadata={"key": "quantize.types"})
     qat_types: tuple[str, ...] = field(default=(), metadata={"key": "quantize.qat_types"})
+    mix_budgets: tuple = field(default=(), metadata={"key": "quantize.mix_budgets"})
 
     def __iter__(self):
         return iter((self.structured, self.unstructured, self.all_types))
 
     @property
     def all_types(self) -> tuple[str, ...]:
-        """Post-training types, then the low-bit (quantization-aware) ones."""
-        return tuple(self.types) + tuple(self.qat_types)
+        """Post-training types, the low-bit (quantization-aware) ones, then the per-layer-bits
+        ones, spelled as DVC spells `wmix${item.budget}` (the value as params.yaml holds it)."""
+        return (tuple(self.types) + tuple(self.qat_types)
+                + tuple(f"{MIXED_PREFIX}{b}" for b in self.mix_budgets))
 
     def points(self) -> list[tuple]:
         return [(s, u, q) for s in self.structured for u in self.unstructured
@@ -438,7 +460,8 @@ class Params(Section):
             AMOUNTS.check(key, raw["prune"][kind]["amounts"])
             amounts[kind] = tuple(raw["prune"][kind]["amounts"])
         params = replace(params, grid=Grid(amounts["structured"], amounts["unstructured"],
-                                           params.quantize.types, params.quantize.qat_types))
+                                           params.quantize.types, params.quantize.qat_types,
+                                           tuple(raw["quantize"]["mix_budgets"])))
         for amount in params.grid.structured:
             params.prune.structured.check_amount(amount)
         if params.prune.structured.rounds > params.finetune.structured.epochs:
@@ -592,6 +615,16 @@ def amount_arg(text: str, key: str) -> float:
 def quant_arg(text: str) -> str:
     """A stage's quantization-type argument."""
     return QUANT_TYPE.check("quantize.types", text)
+
+
+def mix_budget_arg(text: str) -> float:
+    """A qat_mixed stage's budget argument."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"budget {text!r} is not a number; quantize.mix_budgets holds numbers "
+                          "in (0, 1]") from None
+    return number(0, 1, above=True, below=False).check("quantize.mix_budgets", value)
 
 
 def low_bit_arg(text: str) -> str:

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .config import LOW_BIT_ALLOWED as ALLOWED, low_bit_bits as parse
+from .config import LOW_BIT_ALLOWED as ALLOWED, MIXED_PREFIX, low_bit_bits as parse
 from .errors import SqueezeError
 
 MIN_BITS, MAX_BITS = 2, 8
@@ -40,7 +40,12 @@ class LowBitError(SqueezeError, ValueError):
 
 
 def is_low_bit(quant) -> bool:
-    return parse(quant) is not None
+    """A fake-quantized type: wXaY, or wmix<budget> (per-layer bits)."""
+    return parse(quant) is not None or is_mixed(quant)
+
+
+def is_mixed(quant) -> bool:
+    return isinstance(quant, str) and quant.startswith(MIXED_PREFIX)
 
 
 def _round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -145,14 +150,15 @@ def layer_bits(model: nn.Module, quant: str, ends_bits: int) -> dict[str, tuple[
 
 
 def prepare(model: nn.Module, bits: dict[str, tuple[int, int]]) -> nn.Module:
-    """Fake-quantize every conv and linear of `model` in place at its (weight, activation) bits;
-    step sizes unfitted (init, or load a state dict saved after init)."""
+    """Fake-quantize the conv and linear layers `bits` names (all of them, but for the
+    sensitivity measurement) in place at their (weight, activation) bits; step sizes unfitted
+    (init, or load a state dict saved after init)."""
     modules = dict(layers(model))
-    if set(bits) != set(modules):
-        raise LowBitError(f"bits given for {sorted(set(bits) ^ set(modules))[:3]}, which are not "
-                          "this model's conv/linear layers (or are missing)")
-    for name, module in modules.items():
-        w_bits, a_bits = bits[name]
+    if not set(bits) <= set(modules):
+        raise LowBitError(f"bits given for {sorted(set(bits) - set(modules))[:3]}, which are not "
+                          "this model's conv/linear layers")
+    for name, (w_bits, a_bits) in bits.items():
+        module = modules[name]
         parametrize.register_parametrization(module, "weight",
                                              _MaskedQuantWeight(module.weight, w_bits))
         module.input_quant = LsqQuantizer(a_bits, signed=False)
@@ -165,7 +171,7 @@ def prepare(model: nn.Module, bits: dict[str, tuple[int, int]]) -> nn.Module:
 def init(model: nn.Module, batches: Iterable[torch.Tensor]) -> None:
     """Fit every step size: weights now, activations on `batches` (training images, float
     inputs observed in one pass, each layer's sign taken from its inputs)."""
-    modules = [m for _, m in layers(model)]
+    modules = [m for _, m in layers(model) if parametrize.is_parametrized(m, "weight")]
     for m in modules:
         quant = m.parametrizations.weight[0]
         quant.quant.init_from(m.parametrizations.weight.original * quant.mask)
@@ -225,3 +231,81 @@ def load(payload: dict) -> nn.Module:
     model = prepare(models.build(spec), bits_from_table(payload["layer_bits"]))
     model.load_state_dict(payload["state_dict"])
     return model.eval()
+
+
+# ---- per-layer bits under a budget (wmix<b>) -------------------------------------------------------
+
+@torch.no_grad()
+def sensitivity(model: nn.Module, candidates: list[str], ends_bits: int, calibration: list,
+                held: list[tuple]) -> dict[str, dict[str, float]]:
+    """{layer: {candidate: mean cross-entropy on `held` (image, label) batches with that layer
+    alone fake-quantized to the candidate}}, for every conv/linear between the ends (all of
+    them when ends_bits is 0); "" holds the float model's own loss. Step sizes are fitted on
+    `calibration` batches as for the fine-tune."""
+    import copy
+
+    def loss(net: nn.Module) -> float:
+        net.eval()
+        total = sum(float(nn.functional.cross_entropy(net(x), y, reduction="sum")) for x, y in held)
+        return total / sum(len(y) for _, y in held)
+
+    names = [name for name, _ in layers(model)]
+    free = names[1:-1] if ends_bits else names
+    found = {"": {"float": loss(model)}}
+    for name in free:
+        found[name] = {}
+        for cand in candidates:
+            trial = prepare(copy.deepcopy(model), {name: parse(cand)})
+            init(trial, calibration)
+            found[name][cand] = loss(trial)
+    return found
+
+
+def allocate(layer_counts: dict[str, dict], losses: dict[str, dict[str, float]],
+             candidates: list[str], ends_bits: int, budget_score: float,
+             rest: tuple[int, int] = (8, 8)) -> dict[str, tuple[int, int]]:
+    """Per-layer bits whose score (measure.layer_score) is at most `budget_score`: every free
+    layer starts at its costliest candidate; the next-cheaper step with the least loss increase
+    per score saved is taken until the budget holds. A LowBitError where even the cheapest
+    candidate everywhere does not fit."""
+    from .measure import layer_score
+
+    names = [n for n in layer_counts if n]
+    ends = {n: (ends_bits, ends_bits) for n in (names[0], names[-1])} if ends_bits else {}
+    order = sorted(candidates, key=lambda c: _cost(parse(c)), reverse=True)  # costliest first
+    level = {n: 0 for n in names if n not in ends}
+
+    def bits_at(levels: dict) -> dict[str, tuple[int, int]]:
+        return {**ends, **{n: parse(order[i]) for n, i in levels.items()}}
+
+    cheapest = cheapest_score(layer_counts, candidates, ends_bits, rest)
+    if cheapest > budget_score:
+        raise LowBitError(f"score budget {budget_score:.6g} is below what every layer at "
+                          f"{order[-1]} reaches ({cheapest:.6g})")
+    while (score := layer_score(layer_counts, bits_at(level), rest)) > budget_score:
+        moves = []
+        for n, i in level.items():
+            if i + 1 < len(order):
+                saved = score - layer_score(layer_counts, bits_at({**level, n: i + 1}), rest)
+                worse = losses[n][order[i + 1]] - losses[n][order[i]]
+                if saved > 0:
+                    moves.append((max(worse, 0.0) / saved, n))
+        level[min(moves)[1]] += 1
+    return bits_at(level)
+
+
+def cheapest_score(layer_counts: dict[str, dict], candidates: list[str], ends_bits: int,
+                   rest: tuple[int, int] = (8, 8)) -> float:
+    """The score with every layer between the ends at the cheapest candidate."""
+    from .measure import layer_score
+
+    names = [n for n in layer_counts if n]
+    low = parse(min(candidates, key=lambda c: _cost(parse(c))))
+    bits = {n: low for n in names}
+    if ends_bits:
+        bits[names[0]] = bits[names[-1]] = (ends_bits, ends_bits)
+    return layer_score(layer_counts, bits, rest)
+
+
+def _cost(bits: tuple[int, int]) -> tuple[int, int]:
+    return (max(bits), bits[0])

@@ -58,6 +58,7 @@ def fake_model(structured, unstructured, quant: str) -> dict:
     """A per-model file as the quantize step writes it; pruning and quantization lower the
     accuracy a little and the score a lot, so the numbers are distinct but plausible."""
     keep = (1 - structured) * (1 - unstructured)
+    low_bit = quant.startswith("w")  # wXaY or wmix<b>: simulated, 4 bits here
     return {
         "model": names.model_name(structured, unstructured, quant),
         "structured": float(structured), "unstructured": float(unstructured), "quant": quant,
@@ -67,16 +68,16 @@ def fake_model(structured, unstructured, quant: str) -> dict:
         "params": int(11_173_962 * (1 - structured)),
         "nonzero_params": int(11_173_962 * keep),
         "sparsity": float(unstructured), "ops": int(557_880_320 * (1 - structured)),
-        "q_w": BITS[quant], "q_a": BITS[quant],
-        "score": round(3.98778 * keep * BITS[quant] / 32, 6),
-        "score_seed": round(3.98778 * keep * BITS[quant] / 32, 6),
+        "q_w": BITS.get(quant, 4), "q_a": BITS.get(quant, 4),
+        "score": round(3.98778 * keep * BITS.get(quant, 4) / 32, 6),
+        "score_seed": round(3.98778 * keep * BITS.get(quant, 4) / 32, 6),
         "latency_ms_b1": 1.0 + keep, "latency_ms_b32": 10.0 * (1 + keep),
-        "latency_threads": 2, "cpu": "test", "size_bytes": int(4e7 * keep * BITS[quant] / 32),
+        "latency_threads": 2, "cpu": "test", "size_bytes": int(4e7 * keep * BITS.get(quant, 4) / 32),
         "kernel": "real", "spec": {},
     } | ({"kernel": "simulated", "latency_ms_b1": None, "latency_ms_b32": None,
           "size_bytes": None, "score_seed": None, "accuracy": round(
               float_accuracy(structured, unstructured) - 0.01, 6)}
-         if quant == "w4a4" else {})
+         if low_bit else {})
 
 
 def write_log(path: Path, epochs: int) -> None:

@@ -250,3 +250,88 @@ def test_recommend_ships_only_real_kernels_and_names_better_simulated_ones():
     assert recommend.recommend(rows, 2.0, "score_seed")["model"] == "s0-u0-int8"  # blank skipped
     with pytest.raises(recommend.RecommendError, match="only simulated"):
         recommend.recommend(rows[1:], 0.1)
+
+
+# ---- per-layer bits under a budget (wmix<b>) -------------------------------------------------------
+
+def _toy_counts() -> dict:
+    """Four layers (the first and last are the ends) of equal cost, and BatchNorm."""
+    return {"stem": {"nonzero": 1000, "ops": 100_000}, "a": {"nonzero": 1000, "ops": 100_000},
+            "b": {"nonzero": 1000, "ops": 100_000}, "head": {"nonzero": 1000, "ops": 100_000},
+            "": {"nonzero": 100, "ops": 4000}}
+
+
+CANDIDATES = ["w8a8", "w4a4", "w2a4"]
+
+
+def test_allocate_lowers_the_layer_that_minds_least_first():
+    counts = _toy_counts()
+    losses = {"a": {"w8a8": 1.0, "w4a4": 1.01, "w2a4": 1.02},   # a barely minds
+              "b": {"w8a8": 1.0, "w4a4": 1.5, "w2a4": 3.0}}     # b minds a lot
+    top = lowbit.allocate(counts, losses, CANDIDATES, 8, budget_score=1e9)
+    assert top == {"stem": (8, 8), "head": (8, 8), "a": (8, 8), "b": (8, 8)}
+    one_step = measure.layer_score(counts, {**top, "a": (4, 4)}, (8, 8))
+    found = lowbit.allocate(counts, losses, CANDIDATES, 8, budget_score=one_step)
+    assert found["a"] == (4, 4) and found["b"] == (8, 8)
+    low = measure.layer_score(counts, {**top, "a": (2, 4)}, (8, 8))
+    found = lowbit.allocate(counts, losses, CANDIDATES, 8, budget_score=low)
+    assert found["a"] == (2, 4) and found["b"] == (8, 8)
+    assert measure.layer_score(counts, found, (8, 8)) <= low
+
+
+def test_a_budget_below_the_cheapest_bits_is_one_line():
+    counts = _toy_counts()
+    cheapest = lowbit.cheapest_score(counts, CANDIDATES, 8)
+    with pytest.raises(lowbit.LowBitError) as err:
+        lowbit.allocate(counts, {}, CANDIDATES, 8, budget_score=cheapest * 0.99)
+    assert "below what every layer at w2a4 reaches" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("key,value,fragment", [
+    ("quantize.mix_budgets", [0], "contains 0"),
+    ("quantize.mix_budgets", [1.5], "contains 1.5"),
+    ("quantize.mixed.candidates", ["w4a4"], "at least two wXaY types"),
+    ("quantize.mixed.candidates", ["w4a4", "w9a4"], "contains 'w9a4'"),
+])
+def test_bad_mixed_params_are_one_line(key, value, fragment):
+    from squeeze.config import dotted_set, load_params, validate
+
+    params = load_params()
+    dotted_set(params, key, value)
+    with pytest.raises(ConfigError, match=fragment) as err:
+        validate(params)
+    assert key in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_mixed_step_picks_bits_under_its_budget(qat_inputs):
+    from squeeze.config import MixedConfig
+
+    root, base, prepared = qat_inputs
+    paths = StagePaths(prepared, root / "mix.pt", root / "mix.json", root / "mix.csv",
+                       root / "mix-resume.pt", base=base)
+    mixed = MixedConfig(candidates=("w8a8", "w4a4", "w2a4"), images=200)
+    metrics = qat.run(0.5, 0.5, "wmix0.5", QAT_CFG, FT_CFG, paths, device="cpu",
+                      mixed_cfg=mixed)
+    mix = metrics["mix"]
+    assert metrics["score"] <= mix["budget_score"] == pytest.approx(0.5 * mix["int8_score"], abs=1e-6)
+    assert metrics["kernel"] == "simulated" and metrics["score_seed"] is None
+    assert metrics["q_w"] is None and metrics["layer_bits"]["conv1"] == "w8a8"
+    inner = {v for k, v in metrics["layer_bits"].items() if k not in ("conv1", "linear")}
+    assert inner <= {"w8a8", "w4a4", "w2a4"} and len(inner) >= 2  # a mix, not one width
+    assert set(mix["layer_loss"]) - {""} == {k for k in metrics["layer_bits"]
+                                             if k not in ("conv1", "linear")}
+    assert api.load(paths.out).squeeze_quant == "wmix0.5"
+
+
+def test_an_unreachable_mixed_budget_fails_before_any_work(qat_inputs, tmp_path):
+    from squeeze.config import MixedConfig
+
+    _, base, prepared = qat_inputs
+    paths = StagePaths(prepared, tmp_path / "m.pt", tmp_path / "m.json", tmp_path / "m.csv",
+                       tmp_path / "r.pt", base=base)
+    with pytest.raises(lowbit.LowBitError) as err:
+        qat.run(0.5, 0.5, "wmix0.05", QAT_CFG, FT_CFG, paths, device="cpu",
+                mixed_cfg=MixedConfig(candidates=("w8a8", "w2a4"), images=100))
+    assert "quantize.mix_budgets: 0.05 is not reachable by s0.5-u0.5-wmix0.05" in str(err.value)
+    assert "\n" not in str(err.value) and list(tmp_path.iterdir()) == []

@@ -213,23 +213,25 @@ def test_markdown_tables(quick_report):
 
 
 def test_low_bit_rows_are_marked_simulated_without_latency_size_or_study_score(tmp_path):
-    """A grid with a low-bit type: its rows say `simulated`, show no latency or size, stay out
-    of the study-formula budgets (score_seed blank), and their QAT logs join the curves."""
-    grid = Grid((0, 0.5), (0, 0.5), ("fp32", "int8"), ("w4a4",))
+    """A grid with a low-bit type and a per-layer-bits budget: their rows say `simulated`, show
+    no latency or size, stay out of the study-formula budgets (score_seed blank), and their QAT
+    logs join the curves."""
+    grid = Grid((0, 0.5), (0, 0.5), ("fp32", "int8"), ("w4a4",), (0.5,))
     report = tradeoff.load(grid, write_inputs(tmp_path, grid))
-    low = [r for r in report.rows if r["quant"] == "w4a4"]
-    assert len(low) == 4 and {r["kernel"] for r in low} == {"simulated"}
-    assert {r["kernel"] for r in report.rows if r["quant"] != "w4a4"} == {"real"}
+    low = [r for r in report.rows if r["quant"] in ("w4a4", "wmix0.5")]
+    assert len(low) == 8 and {r["kernel"] for r in low} == {"simulated"}
+    assert {r["kernel"] for r in report.rows if r not in low} == {"real"}
     summary = report.summary()
-    assert not any(best["model"] and best["model"].endswith("w4a4")
+    assert not any(best["model"] and best["model"].startswith("w", best["model"].rfind("-") + 1)
                    for best in summary["budgets_seed"].values())
     text = tradeoff.markdown(report, summary)
-    line = next(l for l in text.splitlines() if l.startswith("| s0.5-u0.5-w4a4 |"))
-    cells = [c.strip() for c in line.strip("|").split("|")]
-    assert cells[7] == "—" and cells[8:11] == ["—", "—", "—"]  # study score, latencies, size
-    assert "Low-bit types (wXaY) are simulated" in text
+    for model in ("s0.5-u0.5-w4a4", "s0.5-u0.5-wmix0.5"):
+        line = next(l for l in text.splitlines() if l.startswith(f"| {model} |"))
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[7] == "—" and cells[8:11] == ["—", "—", "—"]  # study score, latency, size
+    assert "Low-bit types (wXaY, wmix<b>) are simulated" in text
     assert {c["run"] for c in report.curves if c["stage"] == "qat"} == {
-        f"s{s:g}-u{u:g}-w4a4" for s in (0, 0.5) for u in (0, 0.5)}
+        f"s{s:g}-u{u:g}-{q}" for s in (0, 0.5) for u in (0, 0.5) for q in ("w4a4", "wmix0.5")}
     figures.write_figures(report, tmp_path / "figures")  # blank latencies and study scores draw
 
 

@@ -89,7 +89,8 @@ def log_files(grid: Grid, directory: Path) -> list[tuple[dict, Path]]:
              for s in grid.structured for u in grid.unstructured]
     logs += [({"run": model_name(s, u, q), "stage": "qat", "structured": float(s),
                "unstructured": float(u)}, directory / f"{file_stem(s, u, q)}.csv")
-             for s in grid.structured for u in grid.unstructured for q in grid.qat_types]
+             for s in grid.structured for u in grid.unstructured
+             for q in grid.all_types[len(grid.types):]]  # quantization-aware: wXaY, wmix<b>
     return logs
 
 
@@ -368,7 +369,7 @@ def _quantized_section(rows: Sequence[Mapping]) -> str:
             "`evaluate.latency_repeats` timed runs, on the runtime in brackets (int8: its ONNX file "
             "on `quantize.int8.engine`). fp16 on a CPU runs in fp32 (its weights rounded), so "
             "its latency is fp32's." + (
-                " Low-bit types (wXaY) are simulated: fake quantization in fp32, as no CPU kernel "
+                " Low-bit types (wXaY, wmix<b>) are simulated: fake quantization in fp32, as no CPU kernel "
                 "here runs them, so they have no latency and no file size (—); their score counts "
                 "each layer at its own bits." if any(r.get("kernel") == "simulated" for r in rows)
                 else "") + (
