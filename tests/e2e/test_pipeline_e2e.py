@@ -242,17 +242,20 @@ def test_a_growing_grid_reruns_only_new_items(quick_run):
 
 
 def test_low_bit_types_run_as_qat_stages_beside_the_cached_grid(quick_run):
-    """quantize.qat_types [w4a4]: only the qat stages and what reads their files would run (the
-    cached grid is reused: a dry run lists them); one qat stage, run for real with a 1-epoch QAT,
+    """quantize.qat_types [w4a4] and mix_budgets [0.5]: only the qat and qat_mixed stages and
+    what reads their files would run (the cached grid is reused: a dry run lists them); one qat
+    stage, run for real with a 1-epoch QAT,
     writes a simulated model with no latency or size and a score under its int8 twin's. (The
     report's handling of such rows: test_report; the step itself: test_lowbit.)"""
     repo, env, _ = quick_run
     structured, unstructured, _ = grid(repo)
-    with params_set(repo, env, ("quantize.qat_types", ["w4a4"]), ("finetune.qat.epochs", 1)):
+    with params_set(repo, env, ("quantize.qat_types", ["w4a4"]), ("finetune.qat.epochs", 1),
+                    ("quantize.mix_budgets", [0.5])):
         dry = run(["dvc", "repro", "--dry"], repo, env)
         would = set(re.findall(r"Running stage '([^']+)'", dry))
         expected = {f"qat@{s}-{u}-w4a4" for s in structured for u in unstructured}
-        assert would == expected | {"report", "export", "check_params"}, dry[-3000:]
+        mixed = {f"qat_mixed@{s}-{u}-0.5" for s in structured for u in unstructured}
+        assert would == expected | mixed | {"report", "export", "check_params"}, dry[-3000:]
         s, u = structured[-1], unstructured[-1]
         out = run(["dvc", "repro", "--single-item", f"qat@{s}-{u}-w4a4"], repo, env)
         assert set(re.findall(r"Running stage '([^']+)'", out)) == {f"qat@{s}-{u}-w4a4"}, out
