@@ -75,6 +75,7 @@ def fake_model(structured, unstructured, quant: str) -> dict:
         "latency_threads": 2, "cpu": "test", "size_bytes": int(4e7 * keep * BITS.get(quant, 4) / 32),
         "kernel": "real", "spec": {},
     } | ({"kernel": "simulated", "latency_ms_b1": None, "latency_ms_b32": None,
+          "layer_bits": {"conv1": "w8a8", "a": "w4a4", "b": "w4a4", "c": "w4a4", "linear": "w8a8"},
           "size_bytes": None, "score_seed": None, "accuracy": round(
               float_accuracy(structured, unstructured) - 0.01, 6)}
          if low_bit else {})

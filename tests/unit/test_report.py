@@ -230,6 +230,7 @@ def test_low_bit_rows_are_marked_simulated_without_latency_size_or_study_score(t
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert cells[7] == "—" and cells[8:11] == ["—", "—", "—"]  # study score, latency, size
     assert "Low-bit types (wXaY, wmix<b>) are simulated" in text
+    assert "| s0.5-u0.5-w4a4 | w8a8 x2, w4a4 x3 |" in text  # the bits per layer section
     assert {c["run"] for c in report.curves if c["stage"] == "qat"} == {
         f"s{s:g}-u{u:g}-{q}" for s in (0, 0.5) for u in (0, 0.5) for q in ("w4a4", "wmix0.5")}
     figures.write_figures(report, tmp_path / "figures")  # blank latencies and study scores draw

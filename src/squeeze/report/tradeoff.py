@@ -42,9 +42,10 @@ MODEL_COLUMNS = ("structured", "unstructured", "quant", "accuracy", "score", "sc
                  "runtime", "kernel")
 # accuracy_low/high: the 95% binomial (Wilson) interval of the accuracy on the test set's size,
 # the noise of one measurement; checkpoint: the quantized model's file in the workspace
+# bits: a low-bit model's layers per bit width ("w8a8 x2, w4a4 x17"), blank for the others
 CSV_COLUMNS = ("model", *MODEL_COLUMNS[:4], "accuracy_low", "accuracy_high", "accuracy_float",
                "accuracy_pruned_structured", "accuracy_pruned_unstructured", *MODEL_COLUMNS[4:],
-               "pareto", "checkpoint")
+               "bits", "pareto", "checkpoint")
 Z95 = 1.959964  # two-sided 95% normal quantile
 # budgets of the headline metrics, as fractions of the baseline's own measured score: the same
 # columns then mean the same thing at any width (the study's best, 0.7475, is ~1/5 of 3.98778)
@@ -138,9 +139,21 @@ def joined(grid: Grid, metrics_dir: Path, s, u, q, test_images: int | None = Non
     return {**{c: model.get(c) for c in MODEL_COLUMNS},
             "accuracy_low": low, "accuracy_high": high,
             "checkpoint": f"models/quantized/{file_stem(s, u, q)}.pt",
+            "bits": bits_summary(model.get("layer_bits")),
             "accuracy_float": floating["accuracy"],
             "accuracy_pruned_structured": structured["accuracy_pruned"],
             "accuracy_pruned_unstructured": floating["accuracy_pruned"]}
+
+
+def bits_summary(layer_bits: Mapping[str, str] | None) -> str | None:
+    """{layer: "w4a4"} -> "w8a8 x2, w4a4 x17" (widest first); None where there is none."""
+    if not layer_bits:
+        return None
+    counts: dict[str, int] = {}
+    for bits in layer_bits.values():
+        counts[bits] = counts.get(bits, 0) + 1
+    order = sorted(counts, key=lambda b: [-int(n) for n in b[1:].split("a")])
+    return ", ".join(f"{b} x{counts[b]}" for b in order)
 
 
 def read_log(path: Path, run: Mapping) -> list[dict]:
@@ -376,7 +389,12 @@ def _quantized_section(rows: Sequence[Mapping]) -> str:
                 f" ⚠ marks a spread (q3 - q1) over {LATENCY_SPREAD_FLAG:.0%} of the median: "
                 "measured while the machine was busy; compare such figures with care."
                 if flagged else ""))
-    return f"## After quantization (every model)\n\n{note}\n\n{md_table(header, lines)}"
+    low = [r for r in rows if r.get("bits")]
+    bits = ("\n\n## Low-bit models: bits per layer\n\nConv and linear layers per (weight, "
+            "activation) bit width; each layer's own bits are in its metrics file "
+            "(`layer_bits`).\n\n" + md_table(["model", "layers"], [[r["model"], r["bits"]]
+                                                                   for r in low])) if low else ""
+    return f"## After quantization (every model)\n\n{note}\n\n{md_table(header, lines)}{bits}"
 
 
 def _spread_wide(row: Mapping, batch: int) -> bool:
