@@ -307,8 +307,10 @@ def figure_tradeoff_final(report: Report) -> "Figure":
     _tradeoff_axes(nominal, "This run and the study, on the study's nominal score", "score_seed")
     for ax in (measured, nominal):
         _legend(ax)
+    unscored = sorted({r["quant"] for r in report.rows if r["score_seed"] is None})
     note(fig, interval_note(n), f"the study's intervals: CIFAR-10's {STUDY_TEST_IMAGES:,} "
-         "test images")
+         "test images", *([f"{', '.join(unscored)}: per-layer bits, which the study's one-width "
+                           "formula does not score: left panel only"] if unscored else []))
     return fig
 
 
