@@ -378,7 +378,7 @@ def test_quantize_rejects_unknown_type_in_params(zygote, project, tmp_path):
 def test_quantize_rejects_an_unknown_type_argument(zygote, project, tmp_path):
     params = write_params(tmp_path / "params.yaml")
     line = run_failing(zygote, quantize_argv(params, project, quant="int4"), tmp_path)
-    assert_names(line, "quantize.int4 is missing", "there: fp16, fp32, int8, types")
+    assert_names(line, "quantize.int4 is missing", "there: fp16, fp32, int8, mix_budgets, mixed, qat, qat_types, types")
 
 
 # ---- a bad value anywhere stops every stage, before it reads anything --------------------------

@@ -102,7 +102,7 @@ def test_describe_has_a_row_per_section_with_every_setting_of_the_schema():
     assert lines["prune.structured"].startswith("amounts [0, 0.3, 0.5, 0.7], scope layerwise, ")
     assert "residual_scale 0.25" in lines["prune.structured"]
     assert "max_layer_amount 0.8" in lines["prune.structured"]
-    assert lines["quantize"] == "types [fp32, fp16, int8], qat_types []"
+    assert lines["quantize"] == "types [fp32, fp16, int8], qat_types [], mix_budgets []"
     assert lines["quantize.int8"].startswith("calibration_batches 8, calibration_batch_size 128, "
                                              "calibration_method minmax, reduce_range true")
     parsed = validate(params)
