@@ -145,41 +145,33 @@ def test_training_throughput_structure():
     assert positive(result["images_per_second"]) and positive(result["epoch_seconds"])
 
 
-def test_bench_cli_writes_json(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_cli", ROOT / "tools" / "bench.py")
-    bench_cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench_cli)
-    out = tmp_path / "bench.json"
-    bench_cli.main(["--quick", "--only", "int8", "--threads", "1", "--out", str(out),
-                    "--int8-engines", "x86,onnxruntime"])
-    written = json.loads(out.read_text())
-    assert written["environment"]["threads"] == 1
-    assert written["mode"] == "quick"
-    assert all_positive(written["int8"]["speedup"])
-    assert "skipped" in written["pipeline_overhead"]
-    assert [g["figure"] for g in written["goals"]][:4] == [
-        "int8 (onnxruntime) / fp32 latency, batch 32",
-        "s0.5 + int8 (onnxruntime) / fp32 baseline latency, batch 32",
-        "int8 (onnxruntime) / FX int8 latency, batch 1", "int8 (onnxruntime) / FX int8 latency, batch 32"]
-
-
-def test_bench_cli_only_keeps_other_sections_with_their_date(tmp_path):
+def test_bench_cli_writes_json_and_keeps_other_sections_with_their_date(tmp_path):
+    """--only int8 rewrites its own section and the goals, and keeps the sections it did not
+    run (with their dates) from the file it updates."""
     spec = importlib.util.spec_from_file_location("bench_cli", ROOT / "tools" / "bench.py")
     bench_cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench_cli)
     out = tmp_path / "bench.json"
     earlier = {"environment": {"date": "2000-01-01T00:00:00+00:00"},
-               "pipeline_overhead": {"stages": 108, "noop_repro_seconds": 9.0},
-               "structured": {"speedup_vs_dense": {"b32": {"s0.5": 3.0}}}}
+               "structured": {"speedup_vs_dense": {"b32": {"s0.5": 3.0}},
+                              "date": "2000-01-01T00:00:00+00:00"}}
     out.write_text(json.dumps(earlier))
     bench_cli.main(["--quick", "--only", "int8", "--threads", "1", "--out", str(out),
                     "--int8-engines", "x86,onnxruntime"])
     written = json.loads(out.read_text())
-    assert written["pipeline_overhead"]["date"] == "2000-01-01T00:00:00+00:00"
+    assert written["environment"]["threads"] == 1
+    assert "skipped" in written["pipeline_overhead"]  # not in the file, not run
+    assert written["mode"] == "quick"
+    assert all_positive(written["int8"]["speedup"])
+    assert [g["figure"] for g in written["goals"]][:4] == [
+        "int8 (onnxruntime) / fp32 latency, batch 32",
+        "s0.5 + int8 (onnxruntime) / fp32 baseline latency, batch 32",
+        "int8 (onnxruntime) / FX int8 latency, batch 1", "int8 (onnxruntime) / FX int8 latency, batch 32"]
+    assert written["structured"]["date"] == "2000-01-01T00:00:00+00:00"
     assert written["structured"]["speedup_vs_dense"] == {"b32": {"s0.5": 3.0}}
     assert written["int8"]["date"] != "2000-01-01T00:00:00+00:00"
     figures = [g["figure"] for g in written["goals"]]
-    assert "no-op `dvc repro`, 108 stages, seconds" in figures
+    assert "s0.5 / dense fp32 latency, batch 32" in figures  # a goal from the kept section
 
 
 # ---- GPU check, on CPU -------------------------------------------------------------------------

@@ -310,7 +310,7 @@ def test_the_mixed_step_picks_bits_under_its_budget(qat_inputs):
     root, base, prepared = qat_inputs
     paths = StagePaths(prepared, root / "mix.pt", root / "mix.json", root / "mix.csv",
                        root / "mix-resume.pt", base=base)
-    mixed = MixedConfig(candidates=("w8a8", "w4a4", "w2a4"), images=200)
+    mixed = MixedConfig(candidates=("w8a8", "w2a4"), images=64)
     metrics = qat.run(0.5, 0.5, "wmix0.5", QAT_CFG, FT_CFG, paths, device="cpu",
                       mixed_cfg=mixed)
     mix = metrics["mix"]
@@ -318,7 +318,7 @@ def test_the_mixed_step_picks_bits_under_its_budget(qat_inputs):
     assert metrics["kernel"] == "simulated" and metrics["score_seed"] is None
     assert metrics["q_w"] is None and metrics["layer_bits"]["conv1"] == "w8a8"
     inner = {v for k, v in metrics["layer_bits"].items() if k not in ("conv1", "linear")}
-    assert inner <= {"w8a8", "w4a4", "w2a4"} and len(inner) >= 2  # a mix, not one width
+    assert inner == {"w8a8", "w2a4"}  # a mix, not one width
     assert set(mix["layer_loss"]) - {""} == {k for k in metrics["layer_bits"]
                                              if k not in ("conv1", "linear")}
     assert api.load(paths.out).squeeze_quant == "wmix0.5"
