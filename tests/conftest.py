@@ -36,6 +36,15 @@ class StartsAProcess(AssertionError):
     pass
 
 
+@pytest.fixture(scope="session", autouse=True)
+def matplotlib_font_cache():
+    """matplotlib builds its font cache on first use by asking `fc-list`: build it before any unit
+    test runs, so a unit test that draws a figure passes on a fresh machine whatever ran first."""
+    from matplotlib import font_manager
+
+    font_manager.findfont("DejaVu Sans")
+
+
 @pytest.fixture(autouse=True)
 def unit_tests_start_no_process(request, monkeypatch):
     """A unit test that starts a process fails, naming the command: it belongs in tests/e2e."""
