@@ -21,9 +21,10 @@ def project() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
-def run_files(amounts=(0, 0.5)) -> dict[str, str]:
+def run_files(amounts=(0, 0.5), quantize: dict | None = None) -> dict[str, str]:
     """The files of one method run, as DVC would read them at the experiment's commit."""
-    files = {"params.yaml": yaml.safe_dump({"prune": {"structured": {"amounts": list(amounts)}}})}
+    params = {"prune": {"structured": {"amounts": list(amounts)}}}
+    files = {"params.yaml": yaml.safe_dump(params | ({"quantize": quantize} if quantize else {}))}
     for s in amounts:
         files[f"metrics/structured/s{s}.json"] = json.dumps(
             {"structured": s, "accuracy_pruned": 0.1 if s else 0.8,
@@ -37,11 +38,44 @@ def run_files(amounts=(0, 0.5)) -> dict[str, str]:
 def test_rows_join_the_structured_and_model_files():
     rows = methods.rows_of("recal", run_files().__getitem__)
     assert [r["structured"] for r in rows] == [0, 0.5]
-    assert rows[1] == {"method": "recal", "structured": 0.5, "accuracy_before_finetune": 0.1,
+    assert rows[1] == {"method": "recal", "structured": 0.5, "quant": "fp32", "kernel": "real",
+                       "accuracy_before_finetune": 0.1,
                        "accuracy_recalibrated": 0.55, "accuracy": 0.75, "score": 0.0625,
                        "params": 1000, "finetune_epochs": 3, "finetune_seconds": 90.0,
-                       "seconds_per_epoch": 30.0, "device_name": "cpu"}
+                       "seconds_per_epoch": 30.0, "quant_epochs": 0, "quant_seconds": None,
+                       "device_name": "cpu"}
     assert rows[0]["seconds_per_epoch"] is None
+
+
+def test_a_run_with_more_types_gives_a_row_per_model_and_type_with_the_qat_cost():
+    files = run_files(quantize={"types": ["fp32", "int8"], "qat_types": ["w4a4"],
+                                "mix_budgets": [0.5]})
+    for s in (0, 0.5):
+        files[f"metrics/models/s{s}-u0-int8.json"] = json.dumps(
+            {"accuracy": 0.79, "score": 0.01, "params": 1000, "kernel": "real"})
+        for quant in ("w4a4", "wmix0.5"):
+            files[f"metrics/models/s{s}-u0-{quant}.json"] = json.dumps(
+                {"accuracy": 0.78, "score": 0.005, "params": 1000, "kernel": "simulated",
+                 "epochs": 2, "train_seconds": 500.0})
+    rows = methods.rows_of("lowbit", files.__getitem__)
+    assert [(r["structured"], r["quant"], r["kernel"], r["quant_epochs"], r["quant_seconds"])
+            for r in rows] == [
+        (s, q, k, e, t) for s in (0, 0.5) for q, k, e, t in (
+            ("fp32", "real", 0, None), ("int8", "real", 0, None),
+            ("w4a4", "simulated", 2, 500.0), ("wmix0.5", "simulated", 2, 500.0))]
+    assert {r["finetune_epochs"] for r in rows if r["structured"] == 0.5} == {3}
+    table = methods.markdown(rows)
+    assert "| lowbit | 0.5 | w4a4 (simulated) | 10.00 | 55.00 | 78.00 | 0.00500 | 3 | 30.0 | 2, 500 |" \
+        in table
+    assert "| lowbit | 0 | int8 | 80.00 | — | 79.00 | 0.01000 | 0 | None | — |" in table
+    assert "| lowbit | 0 | fp32 |" not in table, "the unpruned fp32 model is not a method's row"
+
+
+def test_a_csv_from_before_the_type_columns_reads_as_fp32_on_real_kernels(tmp_path):
+    path = tmp_path / "methods.csv"
+    path.write_text("method,structured,accuracy,score\nstudy,0.5,0.79,0.06\n")
+    (row,) = methods.read_rows(path)
+    assert (row["quant"], row["kernel"], row["quant_epochs"]) == ("fp32", "real", "0")
 
 
 def test_csv_round_trip_and_markdown(tmp_path):
@@ -50,7 +84,7 @@ def test_csv_round_trip_and_markdown(tmp_path):
     rows = methods.read_rows(path)
     assert list(rows[0]) == list(methods.COLUMNS)
     table = methods.markdown(rows)
-    assert "| study | 0.5 | 10.00 | 55.00 | 75.00 | 0.06250 | 3 | 30.0 |" in table
+    assert "| study | 0.5 | fp32 | 10.00 | 55.00 | 75.00 | 0.06250 | 3 | 30.0 | — |" in table
     assert "| study | 0 |" not in table, "the unpruned model is not a method's row"
 
 
@@ -68,9 +102,16 @@ def test_budgets_take_the_study_models_scores_as_limits():
             {"method": "better", "structured": "0.5", "score": "0.05", "accuracy": "0.81"},
             {"method": "better", "structured": "0.3", "score": "0.12", "accuracy": "0.83",
              "finetune_epochs": "10"}]
+    rows += [{"method": "lowbit", "structured": "0.3", "score": "0.015", "accuracy": "0.80",
+              "quant": "w4a4", "kernel": "simulated", "finetune_epochs": "3"},
+             {"method": "lowbit", "structured": "0.5", "score": "0.02", "accuracy": "0.78",
+              "quant": "int8", "kernel": "real", "finetune_epochs": "3"},
+             {"method": "study", "structured": "0.5", "score": "0.016", "accuracy": "0.78",
+              "quant": "int8", "kernel": "real"}]  # not a limit: the limits are fp32 models'
     table = methods.budgets(rows)
-    assert "| study | ? | 79.00 | 70.00 |" in table
+    assert "| study | ? | 79.00 | 78.00 (s0.5 int8) |" in table
     assert "| better | 10 | 81.00 | — |" in table
+    assert "| lowbit | 3 | 80.00 (s0.3 w4a4 (simulated)) | 80.00 (s0.3 w4a4 (simulated)) |" in table
 
 
 # ---- the method profiles and the queue ------------------------------------------------------------
@@ -181,3 +222,17 @@ def test_methods_figure_draws_each_family_against_the_study_on_top():
     spans = sorted((round(min(seg[:, 1]), 6), round(max(seg[:, 1]), 6))
                    for seg in map(np.asarray, bars.get_segments()))
     assert spans == sorted(tradeoff.accuracy_interval(a, 10_000) for a in (0.83, 0.78, 0.69))
+
+
+def test_methods_figure_draws_one_line_per_type_of_a_method_with_more_types():
+    rows = method_rows("study", (0.83, 0.79, 0.70))
+    for quant, kernel, shift in (("fp32", "real", 0), ("int8", "real", 0), ("w4a4", "simulated", -0.01)):
+        rows += [r | {"method": "lowbit", "quant": quant, "kernel": kernel,
+                      "accuracy": str(float(r["accuracy"]) + shift)}
+                 for r in method_rows("lowbit", (0.83, 0.79, 0.70))]
+    (panel,) = [ax for ax in methods.figure(rows).axes if ax.get_visible()]
+    assert panel.get_title() == "fewer bits (one line per type)"
+    lines = {c.get_label(): c.lines[0] for c in panel.containers}
+    assert set(lines) == {"lowbit", "lowbit int8", "lowbit w4a4 (simulated)",
+                          "study's method (3 epochs)"}
+    assert list(lines["lowbit w4a4 (simulated)"].get_ydata()) == [0.69, 0.78, 0.82]

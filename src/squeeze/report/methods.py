@@ -1,7 +1,8 @@
 """The methods comparison, built from the experiments themselves: for each experiment
 `methods-<name>` (its newest run), its params and its structured stages' metrics are read at the
 experiment's own commit through DVC (the outputs come from the local cache), never from a
-workspace. `reports/methods.csv` keeps the rows (the methods whose experiments are gone keep
+workspace. A method's rows are its structured models at unstructured 0, one per quantization type
+the run made (the methods grid: fp32 alone; `lowbit` adds int8 and w4a4). `reports/methods.csv` keeps the rows (the methods whose experiments are gone keep
 theirs); the table and `reports/methods.png` are drawn from it.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Callable, Iterable
 
 import yaml
 
+from ..config import MIXED_PREFIX
 from ..experiments import PREFIX  # the experiment of method x is methods-x
 from ..fsutil import atomic_path
 from ..names import metrics_file
@@ -22,9 +24,12 @@ from .tradeoff import accuracy_interval
 
 CSV = Path("reports/methods.csv")
 FIGURE = Path("reports/methods.png")
-COLUMNS = ("method", "structured", "accuracy_before_finetune", "accuracy_recalibrated",
-           "accuracy", "score", "params", "finetune_epochs", "finetune_seconds",
-           "seconds_per_epoch", "device_name")
+COLUMNS = ("method", "structured", "quant", "kernel", "accuracy_before_finetune",
+           "accuracy_recalibrated", "accuracy", "score", "params", "finetune_epochs",
+           "finetune_seconds", "seconds_per_epoch", "quant_epochs", "quant_seconds",
+           "device_name")
+# a row without them (a csv from before they existed) is an fp32 model on real kernels
+DEFAULTS = {"quant": "fp32", "kernel": "real", "quant_epochs": "0"}
 
 
 # ---- reading experiments ------------------------------------------------------------------------
@@ -43,22 +48,36 @@ def experiment_revs(root: str | Path = ".") -> dict[str, str]:
     return found
 
 
+def run_types(params: dict) -> list[str]:
+    """The quantization types a run made, as its params.yaml spells them (fp32 when it has none)."""
+    quantize = params.get("quantize") or {}
+    return (list(quantize.get("types") or ["fp32"]) + list(quantize.get("qat_types") or [])
+            + [f"{MIXED_PREFIX}{b}" for b in quantize.get("mix_budgets") or []])
+
+
 def rows_of(method: str, read: Callable[[str], str]) -> list[dict]:
-    """A method's rows from one run's files, `read(path)` giving a file's text at that run."""
+    """A method's rows from one run's files, `read(path)` giving a file's text at that run: each
+    structured model (unstructured 0) at each type. `finetune_*` is the structured fine-tune's
+    cost; `quant_*` the quantization-aware fine-tune's (0 epochs for post-training types)."""
     params = yaml.safe_load(read("params.yaml"))
     rows = []
     for amount in params["prune"]["structured"]["amounts"]:
         stage = json.loads(read(metrics_file("metrics", amount).as_posix()))
-        model = json.loads(read(metrics_file("metrics", amount, 0, "fp32").as_posix()))
         epochs, seconds = stage["epochs"], stage["train_seconds"]
-        rows.append({"method": method, "structured": amount,
-                     "accuracy_before_finetune": stage["accuracy_pruned"],
-                     "accuracy_recalibrated": stage.get("accuracy_recalibrated"),
-                     "accuracy": model["accuracy"], "score": model["score"],
-                     "params": model["params"], "finetune_epochs": epochs,
-                     "finetune_seconds": seconds,
-                     "seconds_per_epoch": round(seconds / epochs, 1) if epochs else None,
-                     "device_name": stage["device_name"]})
+        for quant in run_types(params):
+            model = json.loads(read(metrics_file("metrics", amount, 0, quant).as_posix()))
+            trained = model.get("kernel") == "simulated"  # a low-bit type: its own fine-tune
+            rows.append({"method": method, "structured": amount, "quant": quant,
+                         "kernel": model.get("kernel", "real"),
+                         "accuracy_before_finetune": stage["accuracy_pruned"],
+                         "accuracy_recalibrated": stage.get("accuracy_recalibrated"),
+                         "accuracy": model["accuracy"], "score": model["score"],
+                         "params": model["params"], "finetune_epochs": epochs,
+                         "finetune_seconds": seconds,
+                         "seconds_per_epoch": round(seconds / epochs, 1) if epochs else None,
+                         "quant_epochs": model["epochs"] if trained else 0,
+                         "quant_seconds": model["train_seconds"] if trained else None,
+                         "device_name": stage["device_name"]})
     return rows
 
 
@@ -96,7 +115,10 @@ def read_rows(path: Path = CSV) -> list[dict]:
     if not path.is_file():
         return []
     with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
+        rows = list(csv.DictReader(fh))
+    for row in rows:
+        row.update({k: v for k, v in DEFAULTS.items() if not row.get(k)})
+    return rows
 
 
 def write_rows(rows: list[dict], path: Path = CSV) -> None:
@@ -112,18 +134,26 @@ def number(text) -> float | None:
     return None if text in ("", None) else float(text)
 
 
+def quant_of(row: dict) -> str:
+    """A row's type, `(simulated)` after one no kernel runs (fake quantization)."""
+    quant = row.get("quant") or "fp32"
+    return f"{quant} (simulated)" if row.get("kernel") == "simulated" else quant
+
+
 def markdown(rows: list[dict]) -> str:
-    lines = ["| method | structured | right after pruning | recalibrated | after fine-tune | "
-             "score | epochs | s/epoch |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| method | structured | type | right after pruning | recalibrated | after fine-tune | "
+             "score | epochs | s/epoch | QAT epochs, s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        if number(r["structured"]) == 0:
-            continue
+        if number(r["structured"]) == 0 and quant_of(r) == "fp32":
+            continue  # the unpruned baseline: no method made it
         recal = number(r["accuracy_recalibrated"])
-        lines.append(f"| {r['method']} | {r['structured']} | "
+        qat = (f"{r['quant_epochs']}, {number(r['quant_seconds']):.0f}"
+               if number(r.get("quant_epochs")) else "—")
+        lines.append(f"| {r['method']} | {r['structured']} | {quant_of(r)} | "
                      f"{100 * number(r['accuracy_before_finetune']):.2f} | "
                      f"{'—' if recal is None else f'{100 * recal:.2f}'} | "
                      f"{100 * number(r['accuracy']):.2f} | {number(r['score']):.5f} | "
-                     f"{r['finetune_epochs']} | {r['seconds_per_epoch']} |")
+                     f"{r['finetune_epochs']} | {r['seconds_per_epoch']} | {qat} |")
     return "\n".join(lines)
 
 
@@ -136,17 +166,19 @@ def epochs_of(rows: list[dict], method: str) -> str:
 
 def budgets(rows: list[dict]) -> str:
     """Per method, the best accuracy at a score no higher than the study method's s0.5 and s0.7
-    models, as a markdown table."""
-    study = {number(r["structured"]): number(r["score"]) for r in rows if r["method"] == "study"}
+    models (fp32), as a markdown table; a cell whose best is another type names it."""
+    study = {number(r["structured"]): number(r["score"]) for r in rows
+             if r["method"] == "study" and quant_of(r) == "fp32"}
     marks = [(f"score <= study s{s:g} ({study[s]:.4f})", study[s]) for s in (0.5, 0.7) if s in study]
     lines = ["| method | fine-tune epochs | " + " | ".join(m for m, _ in marks) + " |",
              "|---|---|" + "---|" * len(marks)]
     for name in dict.fromkeys(r["method"] for r in rows):
         cells = []
         for _, limit in marks:
-            fits = [number(r["accuracy"]) for r in rows
-                    if r["method"] == name and number(r["score"]) <= limit]
-            cells.append(f"{100 * max(fits):.2f}" if fits else "—")
+            fits = [r for r in rows if r["method"] == name and number(r["score"]) <= limit]
+            best = max(fits, key=lambda r: number(r["accuracy"]), default=None)
+            cells.append("—" if best is None else f"{100 * number(best['accuracy']):.2f}" + (
+                "" if quant_of(best) == "fp32" else f" (s{best['structured']} {quant_of(best)})"))
         lines.append(f"| {name} | {epochs_of(rows, name)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -163,6 +195,7 @@ FAMILIES = {
                                   "internal_distill"),
     "iterative pruning (3 rounds)": ("rounds3", "rounds3_iter"),
     "longer fine-tunes": ("study_e10", "study_e15", "study_e22", "combined_e10"),
+    "fewer bits (one line per type)": ("lowbit",),
 }
 TEST_IMAGES = 10_000  # the cpu profile measures every accuracy on CIFAR-10's whole test set
 
@@ -175,9 +208,16 @@ def families(names: list[str]) -> dict[str, list[str]]:
     return {title: members for title, members in panels.items() if members}
 
 
-def _method_line(ax, rows: list[dict], name: str, label: str, **style) -> None:
-    """One method's accuracy against score, each point with its 95% interval."""
-    group = sorted((r for r in rows if r["method"] == name), key=lambda r: number(r["score"]))
+def types_of(rows: list[dict], method: str) -> list[str]:
+    """A method's types (as `quant_of` spells them), in the order its rows hold them."""
+    return list(dict.fromkeys(quant_of(r) for r in rows if r["method"] == method))
+
+
+def _method_line(ax, rows: list[dict], name: str, label: str, quant: str = "fp32",
+                 **style) -> None:
+    """One method's accuracy against score at one type, each point with its 95% interval."""
+    group = sorted((r for r in rows if r["method"] == name and quant_of(r) == quant),
+                   key=lambda r: number(r["score"]))
     xs = [number(r["score"]) for r in group]
     ys = [number(r["accuracy"]) for r in group]
     intervals = [accuracy_interval(y, TEST_IMAGES) for y in ys]
@@ -202,10 +242,12 @@ def figure(rows: list[dict]):
     usual = epochs_of(rows, "study")
     markers = "sD^vPX<>*"
     for ax, (title, members) in zip(axes, panels.items()):
-        for i, name in enumerate(members):
+        lines = [(name, quant) for name in members for quant in types_of(rows, name)]
+        for i, (name, quant) in enumerate(lines):
             epochs = epochs_of(rows, name)  # a longer fine-tune than the study's: dashed, labelled
+            label = name if quant == "fp32" else f"{name} {quant}"
             _method_line(ax, rows, name,
-                         name if epochs == usual else f"{name} ({epochs} epochs)",
+                         label if epochs == usual else f"{label} ({epochs} epochs)", quant,
                          color=f"C{i}", marker=markers[i % len(markers)], markersize=5,
                          linewidth=1.3, linestyle="-" if epochs == usual else "--")
         if "study" in names:
@@ -221,8 +263,8 @@ def figure(rows: list[dict]):
         ax.set_xlabel("score, measured (log; lower is better)")
     for ax in axes[::ncols]:
         ax.set_ylabel("test accuracy after fine-tune")
-    fig.suptitle("Structured pruning methods against the study's (black): fp32, unstructured 0, "
-                 f"cpu profile, {usual}-epoch fine-tunes unless labelled")
+    fig.suptitle("Structured pruning methods against the study's (black): unstructured 0, fp32 "
+                 f"unless labelled, cpu profile, {usual}-epoch fine-tunes unless labelled")
     fig.supxlabel(f"bars: 95% interval of each accuracy ({TEST_IMAGES:,} test images, Wilson); "
                   "one run per point, so the spread between seeds is not in the bars; lines "
                   "whose bars overlap are a tie. Every method and number: reports/methods.csv",
