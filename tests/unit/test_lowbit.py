@@ -244,9 +244,15 @@ def test_recommend_ships_only_real_kernels_and_names_better_simulated_ones():
         {"model": "s0-u0-w4a4", "accuracy": 0.82, "accuracy_low": 0.81, "accuracy_high": 0.83,
          "score": 0.03, "score_seed": None, "checkpoint": "b", "kernel": "simulated"},
     ]
+    rows.append(rows[1] | {"model": "s0-u0-w4a8", "accuracy": 0.805, "accuracy_low": 0.795,
+                           "accuracy_high": 0.815, "score": 0.05})
     found = recommend.recommend(rows, 0.1)
     assert found["model"] == "s0-u0-int8"
-    assert [r["model"] for r in found["simulated_better"]] == ["s0-u0-w4a4"]
+    assert found["simulated_better"] == [  # each with its interval; inside the int8's: a tie
+        {"model": "s0-u0-w4a4", "accuracy": 0.82, "accuracy_interval_95": [0.81, 0.83],
+         "score": 0.03, "tie": False},
+        {"model": "s0-u0-w4a8", "accuracy": 0.805, "accuracy_interval_95": [0.795, 0.815],
+         "score": 0.05, "tie": True}]
     assert recommend.recommend(rows, 2.0, "score_seed")["model"] == "s0-u0-int8"  # blank skipped
     with pytest.raises(recommend.RecommendError, match="only simulated"):
         recommend.recommend(rows[1:], 0.1)

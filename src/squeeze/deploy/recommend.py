@@ -66,7 +66,10 @@ def recommend(rows: Sequence[Mapping], budget: float, score: str = "score") -> d
             "ties": [{"model": r["model"], "accuracy": r["accuracy"], score: r[score],
                       "checkpoint": r["checkpoint"]} for r in ties],
             # simulated low-bit models under the budget more accurate than it: what fewer bits
-            # would give where a kernel ran them (not exportable here)
-            "simulated_better": [{"model": r["model"], "accuracy": r["accuracy"], score: r[score]}
+            # would give where a kernel ran them (not exportable here); `tie`: inside its interval
+            "simulated_better": [{"model": r["model"], "accuracy": r["accuracy"],
+                                  "accuracy_interval_95": [r["accuracy_low"], r["accuracy_high"]],
+                                  score: r[score], "tie": best["accuracy_high"] is not None
+                                  and r["accuracy"] <= best["accuracy_high"]}
                                  for r in simulated if r[score] <= budget
                                  and r["accuracy"] > best["accuracy"]]}

@@ -50,7 +50,8 @@ def run(structured: float, unstructured: float, quant: str, qat_cfg: QatConfig,
     model.to(data.device)
     accuracy_float = measured(model, data)
     spec = model.spec
-    float_model = copy.deepcopy(model).eval()
+    distill = finetune_cfg.distill_alpha > 0  # the float model as teacher: a copy kept aside
+    float_model = copy.deepcopy(model).eval() if distill else None
     calibration = list(data.calibration_batches(finetune_cfg.batch_size, qat_cfg.init_batches,
                                                 seed=0))
     if mixed:
@@ -69,7 +70,7 @@ def run(structured: float, unstructured: float, quant: str, qat_cfg: QatConfig,
           f"fine-tuning {accuracy_init:.4f}", flush=True)
     loss_fn = (recovery.distillation_loss(float_model, finetune_cfg.distill_alpha,
                                           finetune_cfg.distill_temperature)
-               if finetune_cfg.distill_alpha > 0 else train.cross_entropy)
+               if distill else train.cross_entropy)
     result = train.fit(model, data, finetune_cfg, name=name, log_path=paths.log,
                        resume_path=paths.resume, loss_fn=loss_fn,
                        fingerprint_extra={"base": file_sha256(paths.base), "quant": quant,
