@@ -231,8 +231,8 @@ def test_methods_figure_draws_one_line_per_type_of_a_method_with_more_types():
                       "accuracy": str(float(r["accuracy"]) + shift)}
                  for r in method_rows("lowbit", (0.83, 0.79, 0.70))]
     (panel,) = [ax for ax in methods.figure(rows).axes if ax.get_visible()]
-    assert panel.get_title() == "fewer bits (one line per type)"
+    assert panel.get_title() == "fewer bits: one line per type (fp32 = the study's)"
     lines = {c.get_label(): c.lines[0] for c in panel.containers}
-    assert set(lines) == {"lowbit", "lowbit int8", "lowbit w4a4 (simulated)",
+    assert set(lines) == {"lowbit fp32", "lowbit int8", "lowbit w4a4 (simulated)",
                           "study's method (3 epochs)"}
     assert list(lines["lowbit w4a4 (simulated)"].get_ydata()) == [0.69, 0.78, 0.82]

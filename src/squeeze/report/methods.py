@@ -195,7 +195,7 @@ FAMILIES = {
                                   "internal_distill"),
     "iterative pruning (3 rounds)": ("rounds3", "rounds3_iter"),
     "longer fine-tunes": ("study_e10", "study_e15", "study_e22", "combined_e10"),
-    "fewer bits (one line per type)": ("lowbit",),
+    "fewer bits: one line per type (fp32 = the study's)": ("lowbit",),
 }
 TEST_IMAGES = 10_000  # the cpu profile measures every accuracy on CIFAR-10's whole test set
 
@@ -245,7 +245,8 @@ def figure(rows: list[dict]):
         lines = [(name, quant) for name in members for quant in types_of(rows, name)]
         for i, (name, quant) in enumerate(lines):
             epochs = epochs_of(rows, name)  # a longer fine-tune than the study's: dashed, labelled
-            label = name if quant == "fp32" else f"{name} {quant}"
+            several = len(types_of(rows, name)) > 1  # then every line names its type
+            label = f"{name} {quant}" if several else name
             _method_line(ax, rows, name,
                          label if epochs == usual else f"{label} ({epochs} epochs)", quant,
                          color=f"C{i}", marker=markers[i % len(markers)], markersize=5,
