@@ -69,6 +69,8 @@ COVERAGE: list[tuple[str, str]] = [
      "parts on tiny settings"),
     (r"python tools/bench\.py .*", "not run: minutes to an hour of timing; never in CI"),
     (r"pip download torch-pruning .*", "not run: needs the package index"),
+    (r"python tools/lowbit_libs\.py .*", "not run: needs brevitas, not a squeeze requirement; "
+     "test_bench checks its one-line error without it"),
     (r"bash tools/gpu-check\.sh ARCHIVE \S+ --paths --budget-seconds \d+$",
      "elsewhere: test_bench runs it with --tiny on the CPU; the real run needs a GPU"),
     # many machines

@@ -5,9 +5,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import benchlib  # tools/benchlib.py, on the path through pytest's `pythonpath`
 from archives import write_archive
@@ -219,3 +221,15 @@ def test_disk_cost_adds_up_the_files_of_the_grid(tmp_path):
                 + found["dataset_bytes"])
     assert found["cache_mib"] == round(expected / 2 ** 20, 1)
     assert found["disk_mib_with_copies"] == round(2 * expected / 2 ** 20, 1)
+
+
+def test_lowbit_libs_says_in_one_line_that_brevitas_is_missing(monkeypatch, capsys):
+    """tools/lowbit_libs.py compares lowbit.py with brevitas, which squeeze does not require:
+    without it, one line naming what to install, before any model is built."""
+    import lowbit_libs
+
+    monkeypatch.setitem(sys.modules, "brevitas", None)  # import brevitas raises ImportError
+    monkeypatch.setattr(lowbit_libs.models, "build", lambda *_: pytest.fail("built a model"))
+    assert lowbit_libs.main(["--steps", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: brevitas is not installed; pip install")
