@@ -64,8 +64,16 @@ def set_args(overrides: dict) -> list[str]:
     return [arg for key, text in set_pairs(overrides) for arg in ("-S", f"{key}={text}")]
 
 
+OUTSIDE = ("--queue", "--temp")  # dvc exp run flags that run the experiment in .dvc/tmp/exps/<dir>
+
+
 def exp_run_command(names: str | Sequence[str], data: str | None = None,
                     extra: list[str] | None = None) -> list[str]:
+    """`dvc exp run` with the profiles' overrides. --data stays as given (relative to the
+    repository, so the run-cache entries hold on another clone) unless the experiment runs in a
+    copy elsewhere (--queue, --temp), where only an absolute path still names the data."""
+    if data is not None and set(OUTSIDE) & set(extra or []):
+        data = str(Path(data).resolve())
     return ["dvc", "exp", "run", *set_args(with_data(stack(names), data)), *(extra or [])]
 
 

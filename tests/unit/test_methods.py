@@ -4,6 +4,7 @@ In process: DVC's queue itself runs in tests/e2e/test_pipeline_e2e.py."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +134,20 @@ def test_the_csv_holds_the_methods_of_the_profiles():
     """reports/methods.csv and profiles/methods/ name the same methods."""
     listed = {r["method"] for r in methods.read_rows(project() / "reports" / "methods.csv")}
     assert listed == set(experiments.names(project() / "profiles"))
+
+
+def test_a_profile_queued_or_run_elsewhere_gets_the_data_path_made_absolute(monkeypatch, tmp_path):
+    """`profile quick --data ../x.tar.gz -- --queue` runs in .dvc/tmp/exps/<dir>, where the
+    relative path names nothing: it is made absolute there, and kept as given in the workspace."""
+    monkeypatch.chdir(project())
+    archive = tmp_path / "data.tar.gz"
+    archive.write_bytes(b"")
+    relative = Path(os.path.relpath(archive, project()))
+    sets = {extra: dict(a.split("=", 1) for a in profiles.exp_run_command(
+        "quick", str(relative), list(extra))[3:] if "=" in a) for extra in ((), ("--queue",),
+                                                                          ("--temp", "-n", "x"))}
+    assert sets[()]["data.path"] == str(relative)
+    assert sets[("--queue",)]["data.path"] == sets[("--temp", "-n", "x")]["data.path"] == str(archive)
 
 
 def test_profiles_stack_in_order_a_later_one_winning(tmp_path):
