@@ -25,7 +25,8 @@ def project() -> Path:
 def run_files(amounts=(0, 0.5), quantize: dict | None = None) -> dict[str, str]:
     """The files of one method run, as DVC would read them at the experiment's commit."""
     params = {"prune": {"structured": {"amounts": list(amounts)}}}
-    files = {"params.yaml": yaml.safe_dump(params | ({"quantize": quantize} if quantize else {}))}
+    files = {"params.yaml": yaml.safe_dump(params | ({"quantize": quantize} if quantize else {})),
+             "metrics/prepare.json": json.dumps({"test_images": 1000})}
     for s in amounts:
         files[f"metrics/structured/s{s}.json"] = json.dumps(
             {"structured": s, "accuracy_pruned": 0.1 if s else 0.8,
@@ -44,7 +45,7 @@ def test_rows_join_the_structured_and_model_files():
                        "accuracy_recalibrated": 0.55, "accuracy": 0.75, "score": 0.0625,
                        "params": 1000, "finetune_epochs": 3, "finetune_seconds": 90.0,
                        "seconds_per_epoch": 30.0, "quant_epochs": 0, "quant_seconds": None,
-                       "device_name": "cpu"}
+                       "test_images": 1000, "device_name": "cpu"}
     assert rows[0]["seconds_per_epoch"] is None
 
 
@@ -76,7 +77,8 @@ def test_a_csv_from_before_the_type_columns_reads_as_fp32_on_real_kernels(tmp_pa
     path = tmp_path / "methods.csv"
     path.write_text("method,structured,accuracy,score\nstudy,0.5,0.79,0.06\n")
     (row,) = methods.read_rows(path)
-    assert (row["quant"], row["kernel"], row["quant_epochs"]) == ("fp32", "real", "0")
+    assert (row["quant"], row["kernel"], row["quant_epochs"], row["test_images"]) == (
+        "fp32", "real", "0", "10000")  # the cpu profile's whole test set
 
 
 def test_csv_round_trip_and_markdown(tmp_path):
@@ -251,3 +253,20 @@ def test_methods_figure_draws_one_line_per_type_of_a_method_with_more_types():
     assert set(lines) == {"lowbit fp32", "lowbit int8", "lowbit w4a4 (simulated)",
                           "study's method (3 epochs)"}
     assert list(lines["lowbit w4a4 (simulated)"].get_ydata()) == [0.69, 0.78, 0.82]
+
+
+def test_each_methods_bar_is_the_interval_on_its_own_runs_test_set():
+    """A quick-base method (1,000 test images) gets bars about 3x the cpu profile's."""
+    rows = (method_rows("study", (0.83, 0.79, 0.70))
+            + [r | {"test_images": "1000"} for r in method_rows("recal", (0.83, 0.80, 0.71))])
+    fig = methods.figure(rows)
+    (panel,) = [ax for ax in fig.axes if ax.get_visible()]
+    spans = {}
+    for c in panel.containers:
+        (bars,) = c.lines[2]
+        spans[c.get_label()] = sorted((round(min(seg[:, 1]), 6), round(max(seg[:, 1]), 6))
+                                      for seg in map(np.asarray, bars.get_segments()))
+    assert spans["recal"] == sorted(tradeoff.accuracy_interval(a, 1000) for a in (0.83, 0.80, 0.71))
+    assert spans["study's method (3 epochs)"] == sorted(
+        tradeoff.accuracy_interval(a, 10_000) for a in (0.83, 0.79, 0.70))
+    assert "1,000 or 10,000 test images" in fig._supxlabel.get_text()

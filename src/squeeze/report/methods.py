@@ -27,9 +27,12 @@ FIGURE = Path("reports/methods.png")
 COLUMNS = ("method", "structured", "quant", "kernel", "accuracy_before_finetune",
            "accuracy_recalibrated", "accuracy", "score", "params", "finetune_epochs",
            "finetune_seconds", "seconds_per_epoch", "quant_epochs", "quant_seconds",
-           "device_name")
-# a row without them (a csv from before they existed) is an fp32 model on real kernels
-DEFAULTS = {"quant": "fp32", "kernel": "real", "quant_epochs": "0"}
+           "test_images", "device_name")
+TEST_IMAGES = 10_000  # the cpu profile's: every accuracy on CIFAR-10's whole test set
+# a row without them (a csv from before they existed) is an fp32 model on real kernels,
+# measured on the cpu profile's test set
+DEFAULTS = {"quant": "fp32", "kernel": "real", "quant_epochs": "0",
+            "test_images": str(TEST_IMAGES)}
 
 
 # ---- reading experiments ------------------------------------------------------------------------
@@ -60,6 +63,7 @@ def rows_of(method: str, read: Callable[[str], str]) -> list[dict]:
     structured model (unstructured 0) at each type. `finetune_*` is the structured fine-tune's
     cost; `quant_*` the quantization-aware fine-tune's (0 epochs for post-training types)."""
     params = yaml.safe_load(read("params.yaml"))
+    test_images = json.loads(read("metrics/prepare.json"))["test_images"]  # each interval's n
     rows = []
     for amount in params["prune"]["structured"]["amounts"]:
         stage = json.loads(read(metrics_file("metrics", amount).as_posix()))
@@ -77,7 +81,7 @@ def rows_of(method: str, read: Callable[[str], str]) -> list[dict]:
                          "seconds_per_epoch": round(seconds / epochs, 1) if epochs else None,
                          "quant_epochs": model["epochs"] if trained else 0,
                          "quant_seconds": model["train_seconds"] if trained else None,
-                         "device_name": stage["device_name"]})
+                         "test_images": test_images, "device_name": stage["device_name"]})
     return rows
 
 
@@ -197,7 +201,6 @@ FAMILIES = {
     "longer fine-tunes": ("study_e10", "study_e15", "study_e22", "combined_e10"),
     "fewer bits: one line per type (fp32 = the study's)": ("lowbit",),
 }
-TEST_IMAGES = 10_000  # the cpu profile measures every accuracy on CIFAR-10's whole test set
 
 
 def families(names: list[str]) -> dict[str, list[str]]:
@@ -206,6 +209,11 @@ def families(names: list[str]) -> dict[str, list[str]]:
     known = {n for members in FAMILIES.values() for n in members} | {"study"}
     panels["other"] = [n for n in names if n not in known]
     return {title: members for title, members in panels.items() if members}
+
+
+def images_of(row: dict) -> int:
+    """The test-set size a row's accuracy was measured on (its 95% interval's n)."""
+    return int(number(row.get("test_images")) or TEST_IMAGES)
 
 
 def types_of(rows: list[dict], method: str) -> list[str]:
@@ -220,7 +228,7 @@ def _method_line(ax, rows: list[dict], name: str, label: str, quant: str = "fp32
                    key=lambda r: number(r["score"]))
     xs = [number(r["score"]) for r in group]
     ys = [number(r["accuracy"]) for r in group]
-    intervals = [accuracy_interval(y, TEST_IMAGES) for y in ys]
+    intervals = [accuracy_interval(y, images_of(r)) for y, r in zip(ys, group)]
     ax.errorbar(xs, ys, yerr=[[y - low for y, (low, _) in zip(ys, intervals)],
                               [high - y for y, (_, high) in zip(ys, intervals)]],
                 capsize=2.5, elinewidth=1, label=label, **style)
@@ -266,7 +274,9 @@ def figure(rows: list[dict]):
         ax.set_ylabel("test accuracy after fine-tune")
     fig.suptitle("Structured pruning methods against the study's (black): unstructured 0, fp32 "
                  f"unless labelled, cpu profile, {usual}-epoch fine-tunes unless labelled")
-    fig.supxlabel(f"bars: 95% interval of each accuracy ({TEST_IMAGES:,} test images, Wilson); "
+    sizes = sorted({images_of(r) for r in rows})
+    fig.supxlabel(f"bars: 95% interval of each accuracy "
+                  f"({' or '.join(f'{n:,}' for n in sizes)} test images, Wilson); "
                   "one run per point, so the spread between seeds is not in the bars; lines "
                   "whose bars overlap are a tie. Every method and number: reports/methods.csv",
                   fontsize="small", color="0.3")
