@@ -5,6 +5,8 @@ own params, code or inputs changed: a misspelt section (`evalute:` for `evaluate
 stage's params, so without this stage `dvc repro` would say "up to date" and `dvc exp run` would
 record an experiment in which the setting silently did nothing. This stage depends on the file
 itself, so any edit of params.yaml runs it (well under a second) and a bad file stops the run.
+A model.arch other than the study's is built here once on the CPU (a few seconds), so an unknown
+torchvision name or a broken factory stops the run before the data is prepared.
 Its one output, a constant line, exists so that DVC's run-cache records the check (a stage
 without outputs is never restored from it, so a fresh clone would rerun it)."""
 import sys
@@ -13,11 +15,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # the code its deps hash
 from squeeze import cli  # noqa: E402
 
-PARAMS = ()
+PARAMS = ("model",)  # the network is built once here (seconds) when it is not the study's
 
 
 def main(args, params):
     from squeeze.fsutil import write_text
+
+    if params.model.arch != "resnet18_cifar":  # an unknown name fails here, before prepare
+        from squeeze import models
+
+        models.check_arch(params.model.arch, params.model.kwargs, params.model.num_classes)
 
     write_text(args.out, "valid\n")  # constant: nothing downstream may depend on which params
     print(f"{args.params}: valid")

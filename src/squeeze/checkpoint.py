@@ -66,13 +66,15 @@ def save_model(path, model, config: dict, epoch: int, kind: str = "model",
 
 
 def load_model(path, payload: dict | None = None) -> tuple[torch.nn.Module, dict]:
-    """Rebuild a float ResNet-18 from a model checkpoint -> (model on CPU, payload). `payload`:
+    """Rebuild a float model from a model checkpoint -> (model on CPU, payload). `payload`:
     the file already loaded (`load`), so it is not read twice."""
     if payload is None:
         payload = load(path, kind="model")
     try:
-        spec = models.ResNetSpec.from_dict(payload.get("spec") or {})
+        spec = models.spec_from_dict(payload.get("spec") or {})
         model = models.from_state(spec, payload["state_dict"])
+    except models.ArchError as err:
+        raise CheckpointError(f"{path}: {err}") from None
     except (ValueError, KeyError) as err:
         raise CheckpointError(f"{path}: architecture spec does not match its weights ({err})") from None
     return model, payload

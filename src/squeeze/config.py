@@ -218,11 +218,38 @@ class DataConfig(Section):
             raise _bad(f"{prefix}.path", self.path, "a path to an ImageFolder tree or a .tar.gz of one")
 
 
+ARCH_DEFAULT = "resnet18_cifar"
+ARCH = re.compile(r"resnet18_cifar|torchvision:[A-Za-z_]\w*"
+                  r"|[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
+ARCH_ALLOWED = (f"{ARCH_DEFAULT} (the study's), torchvision:<name> (e.g. torchvision:mobilenet_v2) "
+                "or <package.module>:<function> (a factory in nets/)")
+RESNET_ONLY = {"layers": "all", "residual_scale": 1.0, "spare_drop": 0.0}  # prune.structured's
+
+
 @dataclass(frozen=True)
 class ModelConfig(Section):
     KEY = "model"
-    width: int = setting(integer(1, 1024), "stem channels; 64 = ResNet-18")
+    width: int = setting(integer(1, 1024), "resnet18_cifar: stem channels; 64 = ResNet-18")
     num_classes: int = setting(integer(1, 100_000), "classes of the classifier")
+    arch: str = setting(Rule(ARCH_ALLOWED, lambda v: isinstance(v, str) and ARCH.fullmatch(v)),
+                        "the network", ARCH_DEFAULT)
+    kwargs: dict = setting(Rule("a mapping of constructor arguments (e.g. {width_mult: 0.5})",
+                                lambda v: isinstance(v, dict) and all(
+                                    isinstance(k, str) and k.isidentifier() for k in v), dict),
+                           "torchvision or factory constructor arguments", None)
+
+    def rules(self, prefix: str) -> None:
+        if self.kwargs and self.arch == ARCH_DEFAULT:
+            raise _bad(f"{prefix}.kwargs", self.kwargs,
+                       f"{{}} with arch {ARCH_DEFAULT} (its size is model.width)")
+
+    def recorded(self) -> dict:
+        """What a checkpoint records of these settings: the study's arch records what it did
+        before model.arch existed (so its checkpoints are the same bytes)."""
+        found = {"width": self.width, "num_classes": self.num_classes}
+        if self.arch != ARCH_DEFAULT:
+            found.update(arch=self.arch, kwargs=dict(self.kwargs or {}))
+        return found
 
 
 @dataclass(frozen=True)
@@ -464,6 +491,12 @@ class Params(Section):
                                            tuple(raw["quantize"]["mix_budgets"])))
         for amount in params.grid.structured:
             params.prune.structured.check_amount(amount)
+        if params.model.arch != ARCH_DEFAULT:
+            for name, study in RESNET_ONLY.items():
+                if getattr(params.prune.structured, name) != study:
+                    raise _bad(f"prune.structured.{name}", getattr(params.prune.structured, name),
+                               f"{study} with model.arch {params.model.arch} (the others are "
+                               f"levers of the study's ResNet, {ARCH_DEFAULT})")
         if params.prune.structured.rounds > params.finetune.structured.epochs:
             raise _bad("prune.structured.rounds", params.prune.structured.rounds,
                        f"at most finetune.structured.epochs ({params.finetune.structured.epochs}): "

@@ -227,8 +227,11 @@ def load(payload: dict) -> nn.Module:
     """The fake-quantized model of a low-bit checkpoint (steps/qat.save), in eval mode."""
     from . import models
 
-    spec = models.ResNetSpec.from_dict(payload["spec"])
-    model = prepare(models.build(spec), bits_from_table(payload["layer_bits"]))
+    spec = models.spec_from_dict(payload["spec"])
+    model = models.build(spec)
+    if isinstance(spec, models.ArchSpec):
+        models.reshaped(model, payload["state_dict"])
+    model = prepare(model, bits_from_table(payload["layer_bits"]))
     model.load_state_dict(payload["state_dict"])
     return model.eval()
 

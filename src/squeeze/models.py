@@ -1,18 +1,39 @@
-"""ResNet-18, CIFAR variant (He et al. 2016; the kuangliu/pytorch-cifar layout).
+"""The networks: the study's ResNet-18 (CIFAR variant), any torchvision classifier, a user's factory.
 
-3x3 stem, no max-pool, BasicBlocks [2, 2, 2, 2]. Every conv width comes from a small spec, so a
-network whose filters were physically pruned is rebuilt from its spec and a state dict, with no
-pickled modules. At width 64 it has exactly 11,173,962 parameters.
+`model.arch` names one of three kinds:
+- `resnet18_cifar` (the study's; He et al. 2016, the kuangliu/pytorch-cifar layout): 3x3 stem, no
+  max-pool, BasicBlocks [2, 2, 2, 2]. Every conv width comes from a small spec (ResNetSpec), so a
+  network whose filters were physically pruned is rebuilt from its spec and a state dict. At
+  width 64 it has exactly 11,173,962 parameters.
+- `torchvision:<name>`: a torchvision classification model, untrained (`weights=None`), built
+  with `num_classes` and `model.kwargs` (e.g. `width_mult` of mobilenet_v2).
+- `<package.module>:<function>`: a factory called as `function(num_classes=..., **kwargs)` that
+  returns an nn.Module. A module of this project must live in its `nets/` package, which every
+  stage that builds a model declares as a dep (so editing it reruns them: the DVC contract).
+
+Either of the last two is an ArchSpec: the recipe, not the widths. A pruned one is rebuilt by
+building the recipe and giving every conv, linear and norm layer the shapes its state dict holds
+(`reshaped`): no pickled modules, whatever torch-pruning removed.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 
+from .errors import SqueezeError
+
 BLOCKS_PER_STAGE = (2, 2, 2, 2)
+DEFAULT_ARCH = "resnet18_cifar"
+FACTORY = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_]\w*")
+TORCHVISION = "torchvision:"
+NETS = "nets"  # the project's package of model factories: a dep of every stage that builds a model
 
 
 @dataclass(frozen=True)
@@ -94,12 +115,121 @@ class ResNet18(nn.Module):
         return self.linear(out)
 
 
-def build(spec: ResNetSpec) -> ResNet18:
-    return ResNet18(spec)
+class ArchError(SqueezeError, ValueError):
+    """A model.arch that cannot be built; the message is one line for the user."""
 
 
-def spec_of(model: nn.Module) -> ResNetSpec:
-    """Read the widths back off a model's layers (e.g. after torch-pruning removed filters)."""
+@dataclass(frozen=True)
+class ArchSpec:
+    """How to build a network other than the study's: its arch, constructor kwargs and classes.
+    Pruned widths are not here: they are the shapes of its state dict (see `reshaped`)."""
+    arch: str
+    kwargs: dict = field(default_factory=dict)
+    num_classes: int = 10
+
+    def to_dict(self) -> dict:
+        return {"arch": self.arch, "kwargs": dict(self.kwargs), "num_classes": self.num_classes}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ArchSpec":
+        if not isinstance(d.get("kwargs", {}), dict):
+            raise ValueError(f"not an architecture spec: {d}")
+        return cls(str(d["arch"]), dict(d.get("kwargs", {})), int(d["num_classes"]))
+
+    def __hash__(self) -> int:
+        return hash((self.arch, tuple(sorted(self.kwargs.items())), self.num_classes))
+
+
+def spec_for(arch: str, width: int, num_classes: int, kwargs: dict | None = None):
+    """The spec of a fresh model of `model.*` settings: the study's ResNetSpec, else an ArchSpec
+    (`width` is the study's ResNet width and applies to it alone)."""
+    if arch == DEFAULT_ARCH:
+        return ResNetSpec.resnet18(width, num_classes)
+    return ArchSpec(arch, dict(kwargs or {}), num_classes)
+
+
+def spec_from_dict(d: dict):
+    """A checkpoint's spec: an ArchSpec where it names an arch, else the study's ResNetSpec."""
+    if isinstance(d, dict) and "arch" in d:
+        try:
+            return ArchSpec.from_dict(d)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"not an architecture spec ({err!r})") from None
+    return ResNetSpec.from_dict(d)
+
+
+def factory(arch: str):
+    """The callable that builds `arch` (torchvision:<name> or package.module:function); an
+    ArchError naming it and what is allowed when there is none."""
+    if arch.startswith(TORCHVISION):
+        import torchvision
+
+        name = arch[len(TORCHVISION):]
+        known = torchvision.models.list_models(module=torchvision.models)
+        if name not in known:
+            near = [k for k in known if k.split("_")[0] == name.split("_")[0]][:6]
+            raise ArchError(f"model.arch {arch!r}: torchvision has no classification model "
+                            f"{name!r}; e.g. {', '.join(near or ['mobilenet_v2', 'resnet50', 'vgg11_bn'])}"
+                            " (torchvision.models.list_models() lists all)")
+        return lambda **kwargs: torchvision.models.get_model(name, weights=None, **kwargs)
+    if not FACTORY.fullmatch(arch):
+        raise ArchError(f"model.arch {arch!r} is not allowed; expected {DEFAULT_ARCH}, "
+                        "torchvision:<name> or <package.module>:<function>")
+    module_name, function = arch.split(":")
+    root = str(Path.cwd())
+    if root not in sys.path:
+        sys.path.append(root)  # a project package (nets/) imports from the repository root
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ArchError(f"model.arch {arch!r}: cannot import {module_name!r} ({err})") from None
+    source = Path(getattr(module, "__file__", "") or "").resolve()
+    if (source.is_relative_to(Path.cwd().resolve())
+            and not source.is_relative_to((Path.cwd() / NETS).resolve())):
+        raise ArchError(f"model.arch {arch!r}: {source.relative_to(Path.cwd().resolve())} is "
+                        f"project code outside {NETS}/, which the stages do not declare as a "
+                        f"dep; move it into {NETS}/ (e.g. {NETS}.{module_name.split('.')[-1]}:"
+                        f"{function})")
+    built = getattr(module, function, None)
+    if not callable(built):
+        raise ArchError(f"model.arch {arch!r}: {module_name} has no function {function!r}")
+    return built
+
+
+def build(spec) -> nn.Module:
+    if isinstance(spec, ResNetSpec):
+        return ResNet18(spec)
+    try:
+        model = factory(spec.arch)(num_classes=spec.num_classes, **spec.kwargs)
+    except ArchError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise ArchError(f"model.arch {spec.arch!r} with model.kwargs {spec.kwargs} and "
+                        f"num_classes {spec.num_classes}: {str(err).splitlines()[0]}") from None
+    if not isinstance(model, nn.Module):
+        raise ArchError(f"model.arch {spec.arch!r} returned {type(model).__name__}, not an "
+                        "nn.Module")
+    model.spec = spec
+    return model
+
+
+def classifier(model: nn.Module) -> nn.Module:
+    """The layer whose outputs are the classes (never pruned): the study's `linear`, else the
+    last nn.Linear (or last conv) of the model."""
+    if isinstance(model, ResNet18):
+        return model.linear
+    layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    layers = layers or [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if not layers:
+        raise ArchError(f"{type(model).__name__} has no linear or conv layer to classify with")
+    return layers[-1]
+
+
+def spec_of(model: nn.Module):
+    """Read the widths back off a model's layers (e.g. after torch-pruning removed filters); an
+    ArchSpec model keeps its spec (its widths are its state dict's shapes)."""
+    if not isinstance(model, ResNet18):
+        return model.spec
     stages = [model.layer1, model.layer2, model.layer3, model.layer4]
     return ResNetSpec(
         stage_widths=tuple(stage[-1].conv2.out_channels for stage in stages),
@@ -108,9 +238,58 @@ def spec_of(model: nn.Module) -> ResNetSpec:
     )
 
 
-def from_state(spec: ResNetSpec, state_dict: dict) -> ResNet18:
+def _weight(state: dict, name: str) -> torch.Tensor | None:
+    """A layer's weight in a state dict, plain or under a parametrization (lowbit.py's)."""
+    prefix = f"{name}." if name else ""
+    return state.get(f"{prefix}weight", state.get(f"{prefix}parametrizations.weight.original"))
+
+
+@torch.no_grad()
+def reshaped(model: nn.Module, state_dict: dict) -> nn.Module:
+    """`model` (as built from its recipe) with every conv, linear and norm layer given the shapes
+    `state_dict` holds (what torch-pruning left), in place; the values are still to be loaded.
+    A depthwise conv stays depthwise (its groups follow its channels)."""
+    def empty(like: torch.Tensor, shape) -> nn.Parameter | torch.Tensor:
+        fresh = torch.empty(tuple(shape), dtype=like.dtype)
+        return nn.Parameter(fresh, like.requires_grad) if isinstance(like, nn.Parameter) else fresh
+
+    for name, m in model.named_modules():
+        w = _weight(state_dict, name)
+        if w is None:
+            continue
+        if isinstance(m, nn.Conv2d) and tuple(w.shape) != tuple(m.weight.shape):
+            depthwise = m.groups > 1 and m.groups == m.in_channels == m.out_channels
+            m.out_channels = int(w.shape[0])
+            m.groups = m.out_channels if depthwise else m.groups
+            m.in_channels = int(w.shape[1]) * m.groups
+            m.weight = empty(m.weight, w.shape)
+            if m.bias is not None:
+                m.bias = empty(m.bias, w.shape[:1])
+        elif isinstance(m, nn.Linear) and tuple(w.shape) != tuple(m.weight.shape):
+            m.out_features, m.in_features = int(w.shape[0]), int(w.shape[1])
+            m.weight = empty(m.weight, w.shape)
+            if m.bias is not None:
+                m.bias = empty(m.bias, w.shape[:1])
+        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d, nn.GroupNorm, nn.LayerNorm)) \
+                and m.weight is not None and tuple(w.shape) != tuple(m.weight.shape):
+            n = int(w.shape[0])
+            m.weight, m.bias = empty(m.weight, w.shape), empty(m.bias, w.shape)
+            if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
+                m.num_features = n
+                m.running_mean = torch.zeros(n)
+                m.running_var = torch.ones(n)
+            elif isinstance(m, nn.GroupNorm):
+                m.num_channels = n
+            else:
+                m.normalized_shape = tuple(w.shape)
+    return model
+
+
+def from_state(spec, state_dict: dict) -> nn.Module:
     """Rebuild a model from its spec and weights; a mismatch is a ValueError naming the key."""
     model = build(spec)
+    if isinstance(spec, ArchSpec):
+        reshaped(model, state_dict)
     expected = model.state_dict()
     for key, value in state_dict.items():
         if key not in expected:
@@ -123,3 +302,10 @@ def from_state(spec: ResNetSpec, state_dict: dict) -> ResNet18:
         raise ValueError(f"weights lack {missing[0]!r} that the architecture spec needs")
     model.load_state_dict(state_dict)
     return model
+
+
+def check_arch(arch: str, kwargs: dict | None = None, num_classes: int = 10) -> None:
+    """Build `arch` once on the CPU (seconds): an unknown name, a bad kwarg or a factory that
+    returns something else fails here in one line, before any data is read or trained."""
+    if arch != DEFAULT_ARCH:
+        build(spec_for(arch, 64, num_classes, kwargs))

@@ -80,9 +80,12 @@ def _importance(criterion: str, scope: str):
     raise ValueError(f"unknown criterion {criterion!r}")  # config.PRUNE_CRITERIA lists them
 
 
-def _residual_tied(model: models.ResNet18) -> list[nn.Conv2d]:
+def _residual_tied(model: nn.Module) -> list[nn.Conv2d]:
     """Every conv that feeds a residual add: the stem, each block's second conv, the shortcuts
     (their output channels are tied across a stage)."""
+    if not isinstance(model, models.ResNet18):
+        raise ValueError(f"residual-tied layers are the study's ResNet's ({models.DEFAULT_ARCH}); "
+                         f"this model is {type(model).__name__}")
     convs = [model.conv1]
     for stage in (model.layer1, model.layer2, model.layer3, model.layer4):
         for block in stage:
@@ -91,15 +94,15 @@ def _residual_tied(model: models.ResNet18) -> list[nn.Conv2d]:
     return convs
 
 
-def _ignored(model: models.ResNet18, layers: str) -> list[nn.Module]:
+def _ignored(model: nn.Module, layers: str) -> list[nn.Module]:
     """Layers whose outputs are never pruned: the classifier; with `block-internal` also every
     conv that feeds a residual add, so only the first conv of each block loses filters, Li et
     al.'s recipe for ResNets."""
     if layers == "all":
-        return [model.linear]
+        return [models.classifier(model)]
     if layers != "block-internal":
         raise ValueError(f"unknown layers {layers!r}")  # config.PRUNE_LAYERS lists them
-    return [model.linear, *_residual_tied(model)]
+    return [models.classifier(model), *_residual_tied(model)]
 
 
 def _out_convs(graph, group) -> list[nn.Conv2d]:
@@ -109,7 +112,7 @@ def _out_convs(graph, group) -> list[nn.Conv2d]:
             and isinstance(dep.target.module, nn.Conv2d)]
 
 
-def filter_groups(model: models.ResNet18) -> dict[str, list[str]]:
+def filter_groups(model: nn.Module) -> dict[str, list[str]]:
     """The model's filter-pruning groups, as torch-pruning couples them: name (the group's first
     conv) -> the convs whose output channels are removed together (a residual add ties the stem,
     each block's second conv and the shortcuts of one stage). Groups never share a conv."""
@@ -119,18 +122,19 @@ def filter_groups(model: models.ResNet18) -> dict[str, list[str]]:
     graph = tp.DependencyGraph().build_dependency(model, torch.zeros(1, 3, 32, 32, device=device))
     order = {module: (i, name) for i, (name, module) in enumerate(model.named_modules())}
     groups = []
-    for group in graph.get_all_groups(ignored_layers=[model.linear], root_module_types=[nn.Conv2d]):
+    for group in graph.get_all_groups(ignored_layers=[models.classifier(model)],
+                                      root_module_types=[nn.Conv2d]):
         convs = sorted({order[conv] for conv in _out_convs(graph, group)})
         groups.append([name for _, name in convs])
     position = {name: i for i, name in order.values()}
     return {convs[0]: convs for convs in sorted(groups, key=lambda c: position[c[0]])}
 
 
-def prune_filters(model: models.ResNet18, amount: float, scope: str = "layerwise",
+def prune_filters(model: nn.Module, amount: float, scope: str = "layerwise",
                   criterion: str = "l1", seed: int = 0, layers: str = "all",
                   spare: Iterable[str] = (), only: str | None = None,
                   round_to: int = 1, max_layer_amount: float = 0.9,
-                  residual_scale: float = 1.0) -> models.ResNet18:
+                  residual_scale: float = 1.0) -> nn.Module:
     """Remove `amount` of the filters of every prunable conv (`layers`: all, or block-internal),
     in place; returns the model with its spec updated to the new widths.
 
@@ -254,7 +258,7 @@ def most_amount(model: nn.Module, layers: str = "all", spare: Iterable[str] = ()
 TARGET_COUNTS = {"params": count_params, "ops": count_ops}
 
 
-def ratio_for(model: models.ResNet18, goal: int, target: str, *, upper: float = 0.99,
+def ratio_for(model: nn.Module, goal: int, target: str, *, upper: float = 0.99,
               steps: int = 14, **prune_kwargs) -> float:
     """The smallest per-layer channel ratio whose pruning leaves at most `goal` params or ops
     (`target`), found by bisection on copies of `model` (which is not changed); channel counts

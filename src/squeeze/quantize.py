@@ -227,7 +227,7 @@ def quantize(model: nn.Module, quant: str, calibration: Iterable[torch.Tensor] |
     raise QuantizationError(f"unknown quantization type {quant!r}; allowed: fp32, fp16, int8")
 
 
-def save_quantized(path, qmodel: nn.Module, spec: models.ResNetSpec, quant: str, config: dict,
+def save_quantized(path, qmodel: nn.Module, spec, quant: str, config: dict,
                    preprocess: dict | None = None, source: str | None = None) -> None:
     """int8: `qmodel` is an Int8Model; `source` the path of the float checkpoint it was made
     from, as the stage was given it (relative to the workspace)."""
@@ -266,7 +266,7 @@ def load_quantized(path, payload: dict | None = None) -> tuple[nn.Module, dict]:
                 "modules); rerun its quantize stage (dvc repro)")
         return Int8Model(payload["onnx"], payload.get("engine") or DEFAULT_INT8.engine).eval(), payload
     try:
-        spec = models.ResNetSpec.from_dict(payload["spec"])
+        spec = models.spec_from_dict(payload["spec"])
         state = {k: (v.float() if v.is_floating_point() else v)
                  for k, v in payload["state_dict"].items()}
         model = models.from_state(spec, state)

@@ -302,8 +302,8 @@ class _Eta:
         self.images += images
         if self.batches == WARM_BATCHES + ESTIMATE_AFTER:
             rate = self.images / (time.perf_counter() - self.start)
-            spec = getattr(self.model, "spec", None)
-            width = spec.stage_widths[0] if spec is not None else None
+            widths = getattr(getattr(self.model, "spec", None), "stage_widths", None)
+            width = widths[0] if widths else None  # the study's ResNet's (its estimates' table)
             for line in estimate_lines(self.name, rate, ESTIMATE_AFTER, epochs_left,
                                        len(self.data.y_train), len(self.data.y_test),
                                        self.data.device.type, width):

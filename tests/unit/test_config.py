@@ -72,7 +72,9 @@ def test_study_defaults_parse():
     finetune = {**study, "recalibrate_batches": 0, "distill_alpha": 0, "distill_temperature": 4}
     assert FinetuneConfig.from_params(finetune) == FinetuneConfig(200, 128, 0.01, 0.9, 0.0005,
                                                                   "cosine", 0)
-    assert ModelConfig.from_params({"width": 64, "num_classes": 10}) == ModelConfig(64, 10)
+    assert (ModelConfig.from_params({"width": 64, "num_classes": 10, "arch": "resnet18_cifar",
+                                     "kwargs": {}})
+            == ModelConfig(64, 10, "resnet18_cifar", {}))
     # the grid (amounts) is not part of how a stage prunes: a stage's output must not depend on it
     assert StructuredConfig.from_params(
         {"amounts": [0, 0.1, 0.3, 0.5, 0.7], "scope": "layerwise", "criterion": "l1",

@@ -276,7 +276,7 @@ def test_stage_writes_the_report(quick_inputs, tmp_path, monkeypatch):
     assert "| profile | `quick` (profiles/quick.yaml) |" in run
     assert "| images | synthetic images: 5,000 train / 1,000 test images |" in run
     assert "| network | ResNet-18, width 8 (11,173,962 parameters) |" in run  # fake_model's count
-    assert "| model | width 8, num_classes 10 |" in run  # every setting, section by section
+    assert "| model | width 8, num_classes 10, arch resnet18_cifar |" in run  # every setting, section by section
     assert "| prune.unstructured | amounts [0, 0.5], scope global |" in run
     assert "| latency measured on | test, 2 threads |" in run
     assert "| accuracy computed on | cpu (test) |" in run

@@ -82,6 +82,8 @@ def _spell(value: Any) -> str:
         return f"{value:g}"
     if isinstance(value, (tuple, list)):
         return "[" + ", ".join(_spell(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_spell(v)}" for k, v in value.items()) + "}"
     return str(value)
 
 

@@ -18,13 +18,14 @@ def run(model_cfg: ModelConfig, train_cfg: TrainConfig, paths: StagePaths,
     data = load_data(paths.data, device)
     check_classes(data.classes, model_cfg.num_classes, paths.data)
     torch.manual_seed(train_cfg.seed)
-    model = models.build(models.ResNetSpec.resnet18(model_cfg.width, model_cfg.num_classes))
+    model = models.build(models.spec_for(model_cfg.arch, model_cfg.width, model_cfg.num_classes,
+                                         model_cfg.kwargs))
     result = train.fit(model, data, train_cfg, name="baseline", log_path=paths.log,
                        resume_path=paths.resume,
                        fingerprint_extra={"data": file_sha256(paths.data)})
     metrics = {"accuracy": measured(model, data), **result.summary(), **on(data)}
     checkpoint.save_model(paths.out, to_cpu(model),
-                          {"model": asdict(model_cfg), "train": asdict(train_cfg)},
+                          {"model": model_cfg.recorded(), "train": asdict(train_cfg)},
                           epoch=train_cfg.epochs, preprocess=data.preprocess)
     write_json(paths.metrics, metrics)
     return metrics
