@@ -89,9 +89,29 @@ def round_to_fp16(model: nn.Module) -> nn.Module:
     return model
 
 
+# node metadata the exporter writes that holds the source's absolute path and line numbers: the
+# same model exported from another checkout (or after an unrelated edit above a forward) would
+# otherwise be different bytes
+MACHINE_METADATA = ("pkg.torch.onnx.stack_trace",)
+
+
+def _without_machine_metadata(proto) -> None:
+    graphs = [proto.graph, *(f for f in proto.functions)]
+    while graphs:
+        graph = graphs.pop()
+        for node in graph.node:
+            kept = [p for p in node.metadata_props if p.key not in MACHINE_METADATA]
+            if len(kept) != len(node.metadata_props):
+                del node.metadata_props[:]
+                node.metadata_props.extend(kept)
+            graphs += [a.g for a in node.attribute if a.HasField("g")]
+            graphs += [g for a in node.attribute for g in a.graphs]
+
+
 def to_onnx(model: nn.Module, image_size: int = 32) -> bytes:
     """The float model as ONNX (opset 18, input "images" with a dynamic batch, output "logits"),
-    by the torch.export-based exporter (BatchNorm folded into the convolutions)."""
+    by the torch.export-based exporter (BatchNorm folded into the convolutions); the same bytes
+    wherever the project is checked out (no source paths in its metadata)."""
     example = (torch.zeros(2, 3, image_size, image_size),)
     try:
         program = torch.onnx.export(model.cpu().eval(), example, dynamo=True, opset_version=OPSET,
@@ -101,7 +121,9 @@ def to_onnx(model: nn.Module, image_size: int = 32) -> bytes:
     except Exception as err:  # the exporter raises many types; one line for the user
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise QuantizationError(f"ONNX export failed: {first}") from None
-    return program.model_proto.SerializeToString()
+    proto = program.model_proto
+    _without_machine_metadata(proto)
+    return proto.SerializeToString()
 
 
 class _Batches:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -432,3 +433,14 @@ def test_the_quantize_step_on_openvino_measures_a_repeatable_accuracy(tmp_path, 
     assert payload["engine"] == "openvino" and loaded.exact().threads == 1
     dd = batches.DeviceData.from_file(prepared, "cpu")
     assert metrics["accuracy"] == round(evaluation.accuracy(loaded.exact(), dd), 6)
+
+
+def test_onnx_bytes_hold_no_source_paths():
+    """The exporter records each node's Python stack (absolute paths, line numbers); left in, the
+    int8 checkpoint of one model differed between two checkouts of the same commit."""
+    import squeeze
+
+    onnx_bytes = quantize.to_onnx(models.build(models.ResNetSpec.resnet18(4)).eval())
+    source = str(Path(squeeze.__file__).resolve().parent).encode()
+    assert source not in onnx_bytes and b"stack_trace" not in onnx_bytes
+    assert b"pkg.torch.onnx.class_hierarchy" in onnx_bytes  # the rest of the metadata is kept
