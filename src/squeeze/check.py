@@ -80,9 +80,14 @@ def check(params_path: str | Path = "params.yaml", profile: str | Sequence[str] 
           data: str | None = None, sets: Iterable[str] = (),
           directory: Path = profiles.PROFILE_DIR) -> dict:
     """The params a run would use, validated: params.yaml, then the profiles' overrides in order
-    (and --data), then the -S overrides. Returns them; raises ConfigError."""
+    (and --data), then the -S overrides. Returns them; raises ConfigError (or ArchError: a
+    model.arch other than the study's is built once, so an unknown name fails here)."""
     overrides = profiles.with_data(profiles.stack(profile, directory) if profile else {}, data)
     applied = [f"{key}={text}" for key, text in profiles.set_pairs(overrides)] + list(sets)
     params = apply_sets(load_params(params_path), applied)
-    validate(params)
+    model = validate(params).model
+    if model.arch != "resnet18_cifar":
+        from .models import check_arch
+
+        check_arch(model.arch, model.kwargs, model.num_classes)
     return params

@@ -103,3 +103,13 @@ def test_a_stage_that_reads_an_undeclared_key_fails():
         view.train.epochs + 1
 
 
+
+
+@pytest.mark.parametrize("name", list(stages()))
+def test_a_stage_that_can_build_a_model_declares_the_nets_package(name):
+    """model.arch may name a factory in nets/ (models.factory refuses project code elsewhere), so
+    every stage whose code builds models (its closure holds models.py) declares nets as a dep:
+    editing a factory reruns exactly those stages."""
+    stage = stages()[name]
+    builds = "src/squeeze/models.py" in closure(script_of(stage))
+    assert ("nets" in stage["deps"]) == builds, name
