@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # the code its deps hash
 from squeeze import cli  # noqa: E402
 
-PARAMS = ("model",)  # the network is built once here (seconds) when it is not the study's
+PARAMS = ("model", "data.image_size")  # the network is built once (seconds) when not the study's
 
 
 def main(args, params):
@@ -24,7 +24,8 @@ def main(args, params):
     if params.model.arch != "resnet18_cifar":  # an unknown name fails here, before prepare
         from squeeze import models
 
-        models.check_arch(params.model.arch, params.model.kwargs, params.model.num_classes)
+        models.check_arch(params.model.arch, params.model.kwargs, params.model.num_classes,
+                          params.data.image_size)
 
     write_text(args.out, "valid\n")  # constant: nothing downstream may depend on which params
     print(f"{args.params}: valid")

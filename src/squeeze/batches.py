@@ -51,7 +51,7 @@ class DeviceData:
         order = torch.randperm(n, generator=generator, device=generator.device).to(self.device)
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
-            x = augment(self.x_train[idx], generator)
+            x = augment(self.x_train[idx], generator, padding=self.x_train.shape[-1] // 8)
             yield self.normalize(x), self.y_train[idx]
 
     def test_batches(self, batch_size: int) -> Iterator[tuple]:
@@ -76,7 +76,7 @@ class DeviceData:
             yield self.normalize(self.x_train[chunk]), self.y_train[chunk]
 
 
-def augment(x, generator, padding: int = 4):
+def augment(x, generator, padding: int = 4):  # the caller's padding: an eighth of the size
     """Random crop (zero padding `padding`) and horizontal flip of a uint8 batch, on its device.
 
     One gather for the whole batch: each image gets its own (dy, dx) offset into its padded copy,

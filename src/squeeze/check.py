@@ -39,10 +39,25 @@ def parse_set(text: str) -> tuple[str, str, object]:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:
             raise ConfigError(f"-S {text!r}: the value {raw!r} is not valid YAML") from None
+        if raw.lstrip().startswith("{"):
+            value = _hydra_mapping(text, raw)
     parts = key.split(".")
     if not key or any(not part for part in parts):
         raise ConfigError(f"-S {text!r}: {key!r} is not a dotted key such as train.epochs")
     return op, key, value
+
+
+def _hydra_mapping(text: str, raw: str) -> dict:
+    """A mapping value as DVC reads it (Hydra's override grammar): `{width:16}` is {width: 16}
+    there, where YAML would read one key "width:16"."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        value = OverridesParser.create().parse_override(f"key={raw}").value()
+    except Exception:  # Hydra's grammar errors come in several types; all mean the same here
+        raise ConfigError(f"-S {text!r}: the value {raw!r} is not a mapping DVC can read "
+                          "(e.g. {width_mult:0.5})") from None
+    return dict(value)
 
 
 def apply_sets(params: Mapping, sets: Iterable[str]) -> dict:
@@ -89,5 +104,5 @@ def check(params_path: str | Path = "params.yaml", profile: str | Sequence[str] 
     if model.arch != "resnet18_cifar":
         from .models import check_arch
 
-        check_arch(model.arch, model.kwargs, model.num_classes)
+        check_arch(model.arch, model.kwargs, model.num_classes, params["data"]["image_size"])
     return params

@@ -23,7 +23,8 @@ import yaml
 
 from .errors import SqueezeError
 
-DATA_SOURCES = ("cifar10", "folder", "synthetic")
+IMAGE_SIZE = 32               # CIFAR's, and the study's ResNet-18 head (it pools a 4x4 map)
+DATA_SOURCES = ("cifar10", "cifar100", "folder", "synthetic")
 QUANT_TYPES = ("fp32", "fp16", "int8")
 # low-bit types, made by quantization-aware fine-tuning (lowbit.py): X-bit weights, Y-bit activations
 LOW_BIT = re.compile(r"w([2-8])a([2-8])")
@@ -206,12 +207,15 @@ def leaves(cls: type, prefix: str = "") -> Iterator[tuple[str, Any]]:
 class DataConfig(Section):
     KEY = "data"
     source: str = setting(one_of(DATA_SOURCES), "where the images come from")
-    path: str = setting(TEXT, "cifar10: download folder; folder: ImageFolder tree or .tar.gz of one")
+    path: str = setting(TEXT, "cifar10/cifar100: download folder; folder: ImageFolder tree or "
+                        ".tar.gz of one")
     train_subset: int = setting(integer(0, MAX_IMAGES), "train images kept; 0 = all")
     test_subset: int = setting(integer(0, MAX_IMAGES), "test images kept; 0 = all")
     synthetic_train_size: int = setting(integer(1, MAX_IMAGES), "synthetic train images")
     synthetic_test_size: int = setting(integer(1, MAX_IMAGES), "synthetic test images")
     seed: int = setting(integer(0, MAX_SEED), "subset choice and synthetic generation")
+    image_size: int = setting(integer(8, 1024), "images resized to this square size at prepare "
+                              "(32: CIFAR's own, no resize)", IMAGE_SIZE)
 
     def rules(self, prefix: str) -> None:
         if self.source == "folder" and not self.path:
@@ -491,6 +495,10 @@ class Params(Section):
                                            tuple(raw["quantize"]["mix_budgets"])))
         for amount in params.grid.structured:
             params.prune.structured.check_amount(amount)
+        if params.model.arch == ARCH_DEFAULT and params.data.image_size != IMAGE_SIZE:
+            raise _bad("data.image_size", params.data.image_size,
+                       f"{IMAGE_SIZE} with model.arch {ARCH_DEFAULT} (its head pools a 4x4 map of "
+                       f"{IMAGE_SIZE}x{IMAGE_SIZE} images); other sizes need another model.arch")
         if params.model.arch != ARCH_DEFAULT:
             for name, study in RESNET_ONLY.items():
                 if getattr(params.prune.structured, name) != study:

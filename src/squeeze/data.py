@@ -1,7 +1,9 @@
-"""Data sources (cifar10, folder, synthetic) and `prepare`: decode once into the prepared file.
+"""Data sources (cifar10, cifar100, folder, synthetic) and `prepare`: decode once into the
+prepared file.
 
-Images become N x 3 x 32 x 32 uint8 arrays (format: prepared.py); training reads them through
-batches.py. Only the prepare stage imports this module.
+Images become N x 3 x S x S uint8 arrays, S = data.image_size (32, CIFAR's own, by default; any
+other size is a bilinear resize of each image, a folder's images of any size included; format:
+prepared.py); training reads them through batches.py. Only the prepare stage imports this module.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from .config import DataConfig
 from .errors import DataError
 from .prepared import Dataset, save
 
-IMAGE_SIZE = 32
+IMAGE_SIZE = 32  # the CIFAR sources' and the synthetic source's own size
 SPLITS = ("train", "test")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp"}
 
@@ -23,24 +25,33 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp"}
 # ---- sources --------------------------------------------------------------------------------
 
 def load_source(cfg: DataConfig) -> Dataset:
-    if cfg.source == "synthetic":
-        return synthetic(cfg.synthetic_train_size, cfg.synthetic_test_size, seed=cfg.seed)
+    """The source's images at data.image_size."""
     if cfg.source == "folder":
-        return load_folder(Path(cfg.path))
-    return load_cifar10(Path(cfg.path))
+        return load_folder(Path(cfg.path), cfg.image_size)
+    if cfg.source == "synthetic":
+        ds = synthetic(cfg.synthetic_train_size, cfg.synthetic_test_size, seed=cfg.seed)
+    else:
+        ds = load_cifar(Path(cfg.path), cfg.source)
+    return resized(ds, cfg.image_size)
 
 
 def load_cifar10(root: Path) -> Dataset:
-    """The official CIFAR-10 batches via torchvision, which verifies the archive's MD5."""
-    from torchvision.datasets import CIFAR10
+    return load_cifar(root, "cifar10")
 
+
+def load_cifar(root: Path, source: str = "cifar10") -> Dataset:
+    """The official CIFAR-10 or CIFAR-100 (fine labels) batches via torchvision, which verifies
+    the archive's MD5."""
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    kind, name = {"cifar10": (CIFAR10, "CIFAR-10"), "cifar100": (CIFAR100, "CIFAR-100")}[source]
     try:
-        train = CIFAR10(str(root), train=True, download=True)
-        test = CIFAR10(str(root), train=False, download=True)
+        train = kind(str(root), train=True, download=True)
+        test = kind(str(root), train=False, download=True)
     except Exception as err:  # network errors come in many types; all mean the same here
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise DataError(
-            f"could not download CIFAR-10 into {root} ({reason}); offline, set data.source: folder "
+            f"could not download {name} into {root} ({reason}); offline, set data.source: folder "
             "and data.path to an ImageFolder tree or .tar.gz (e.g. ../shared/data/cifar10-jpeg.tar.gz)"
         ) from None
 
@@ -53,8 +64,9 @@ def load_cifar10(root: Path) -> Dataset:
     return Dataset(x_train, y_train, x_test, y_test, list(train.classes))
 
 
-def load_folder(path: Path) -> Dataset:
-    """An ImageFolder tree `train/<class>/*`, `test/<class>/*`, or a .tar.gz of one."""
+def load_folder(path: Path, size: int = IMAGE_SIZE) -> Dataset:
+    """An ImageFolder tree `train/<class>/*`, `test/<class>/*`, or a .tar.gz of one; its RGB images
+    of any size, each resized to `size` x `size` (one already that size is kept as it is)."""
     if not path.exists():
         raise DataError(f"data.path {path} does not exist; expected an ImageFolder tree or .tar.gz")
     files = _archive_files(path) if path.is_file() else _tree_files(path)
@@ -78,8 +90,8 @@ def load_folder(path: Path) -> Dataset:
     if train_classes != test_classes:
         only = sorted(set(train_classes) ^ set(test_classes))
         raise DataError(f"{path}: train and test have different classes (not in both: {only})")
-    x_train, y_train = _decode_split(by_split["train"], train_classes)
-    x_test, y_test = _decode_split(by_split["test"], train_classes)
+    x_train, y_train = _decode_split(by_split["train"], train_classes, size)
+    x_test, y_test = _decode_split(by_split["test"], train_classes, size)
     return Dataset(x_train, y_train, x_test, y_test, train_classes)
 
 
@@ -114,7 +126,28 @@ def _archive_files(path: Path):
         yield member.name.lstrip("./"), opener(member)
 
 
-def _decode_split(by_class: dict[str, list], classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def _resize(img, size: int):
+    """A PIL image at size x size: itself when it is already, else a bilinear resize."""
+    from PIL import Image
+
+    return img if img.size == (size, size) else img.resize((size, size), Image.BILINEAR)
+
+
+def resized(ds: Dataset, size: int) -> Dataset:
+    """`ds` with every image at size x size (itself when they are already)."""
+    if ds.x_train.shape[-1] == size and ds.x_train.shape[-2] == size:
+        return ds
+    from PIL import Image
+
+    def each(x: np.ndarray) -> np.ndarray:
+        return np.stack([np.asarray(_resize(Image.fromarray(im.transpose(1, 2, 0)), size))
+                         .transpose(2, 0, 1) for im in x])
+
+    return Dataset(each(ds.x_train), ds.y_train, each(ds.x_test), ds.y_test, ds.classes)
+
+
+def _decode_split(by_class: dict[str, list], classes: list[str],
+                  size: int = IMAGE_SIZE) -> tuple[np.ndarray, np.ndarray]:
     from PIL import Image, UnidentifiedImageError
 
     images, labels = [], []
@@ -123,13 +156,13 @@ def _decode_split(by_class: dict[str, list], classes: list[str]) -> tuple[np.nda
             try:
                 with Image.open(io.BytesIO(read())) as img:
                     img.load()
-                    mode, size = img.mode, img.size
-                    array = np.asarray(img)
+                    mode, found = img.mode, img.size
+                    array = np.asarray(_resize(img, size)) if mode == "RGB" else None
             except (UnidentifiedImageError, OSError) as err:
                 raise DataError(f"{rel}: not a readable image ({err})") from None
-            if mode != "RGB" or size != (IMAGE_SIZE, IMAGE_SIZE):
-                raise DataError(f"{rel}: image is {size[0]}x{size[1]} {mode}; every image must be "
-                                f"{IMAGE_SIZE}x{IMAGE_SIZE} RGB")
+            if mode != "RGB":
+                raise DataError(f"{rel}: image is {found[0]}x{found[1]} {mode}; every image must be "
+                                "RGB (any size: data.image_size resizes)")
             images.append(array.transpose(2, 0, 1))
             labels.append(label)
     return np.stack(images), np.asarray(labels, dtype=np.int64)
@@ -181,6 +214,7 @@ def prepare(cfg: DataConfig, out: Path) -> dict:
     ds = subset(load_source(cfg), cfg.train_subset, cfg.test_subset, cfg.seed)
     save(ds, out)
     mean, std = ds.mean_std()
-    return {"source": cfg.source, "train_images": int(len(ds.y_train)),
+    return {"source": cfg.source, "image_size": int(ds.x_train.shape[-1]),
+            "train_images": int(len(ds.y_train)),
             "test_images": int(len(ds.y_test)), "classes": ds.classes,
             "mean": [round(float(m), 4) for m in mean], "std": [round(float(s), 4) for s in std]}

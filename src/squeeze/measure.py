@@ -16,6 +16,8 @@ import time
 import torch
 from torch import nn
 
+from . import models
+
 REFERENCE_PARAMS = 5.6e6
 REFERENCE_OPS = 2.8e8
 BN_OPS_PER_ELEMENT = 4
@@ -35,8 +37,10 @@ def count_nonzero(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def count_ops(model: nn.Module, image_size: int = 32) -> int:
-    """Conv/linear MACs + 4 ops per BN output element, for one 3 x size x size image."""
+def count_ops(model: nn.Module, image_size: int | None = None) -> int:
+    """Conv/linear MACs + 4 ops per BN output element, for one 3 x size x size image (default:
+    the size the model takes, models.input_size)."""
+    image_size = image_size or models.input_size(model)
     total = 0
 
     def macs_hook(m: nn.Module, _inp, out):
@@ -96,7 +100,7 @@ def score_seed(structured: float, unstructured: float, quant: str) -> float:
 
 
 @torch.no_grad()
-def layer_counts(model: nn.Module, image_size: int = 32) -> dict[str, dict]:
+def layer_counts(model: nn.Module, image_size: int | None = None) -> dict[str, dict]:
     """Per conv/linear layer (by module name): its nonzero parameters and its ops (MACs), as
     count_nonzero and count_ops count them; "" holds everything else (BatchNorm parameters and
     ops). The values sum to model_counts' nonzero_params and ops."""
@@ -159,7 +163,7 @@ def latency_ms(model: nn.Module, batch_size: int, threads: int, warmup: int, rep
 
 @torch.no_grad()
 def latency_stats(model: nn.Module, batch_size: int, threads: int, warmup: int, repeats: int,
-                  dtype=torch.float32) -> dict:
+                  dtype=torch.float32, image_size: int | None = None) -> dict:
     """CPU milliseconds per image at `batch_size` over `repeats` timed runs (after `warmup`
     untimed ones): the median and the quartiles q1/q3, whose distance is the spread a reader
     needs to tell a difference from the machine's noise (a loaded machine spreads wide)."""
@@ -167,7 +171,8 @@ def latency_stats(model: nn.Module, batch_size: int, threads: int, warmup: int, 
     torch.set_num_threads(threads)
     try:
         model.eval()
-        x = torch.randn(batch_size, 3, 32, 32).to(dtype)
+        size = image_size or models.input_size(model)
+        x = torch.randn(batch_size, 3, size, size).to(dtype)
         for _ in range(warmup):
             model(x)
         times = []

@@ -33,6 +33,7 @@ BLOCKS_PER_STAGE = (2, 2, 2, 2)
 DEFAULT_ARCH = "resnet18_cifar"
 FACTORY = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_]\w*")
 TORCHVISION = "torchvision:"
+IMAGE_SIZE = 32  # the study's (CIFAR's)
 NETS = "nets"  # the project's package of model factories: a dep of every stage that builds a model
 
 
@@ -126,26 +127,47 @@ class ArchSpec:
     arch: str
     kwargs: dict = field(default_factory=dict)
     num_classes: int = 10
+    image_size: int = IMAGE_SIZE  # its input: image_size x image_size RGB (data.image_size)
 
     def to_dict(self) -> dict:
-        return {"arch": self.arch, "kwargs": dict(self.kwargs), "num_classes": self.num_classes}
+        return {"arch": self.arch, "kwargs": dict(self.kwargs), "num_classes": self.num_classes,
+                "image_size": self.image_size}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ArchSpec":
         if not isinstance(d.get("kwargs", {}), dict):
             raise ValueError(f"not an architecture spec: {d}")
-        return cls(str(d["arch"]), dict(d.get("kwargs", {})), int(d["num_classes"]))
+        return cls(str(d["arch"]), dict(d.get("kwargs", {})), int(d["num_classes"]),
+                   int(d.get("image_size", IMAGE_SIZE)))
 
     def __hash__(self) -> int:
-        return hash((self.arch, tuple(sorted(self.kwargs.items())), self.num_classes))
+        return hash((self.arch, tuple(sorted(self.kwargs.items())), self.num_classes,
+                     self.image_size))
 
 
-def spec_for(arch: str, width: int, num_classes: int, kwargs: dict | None = None):
+def spec_for(arch: str, width: int, num_classes: int, kwargs: dict | None = None,
+             image_size: int = IMAGE_SIZE):
     """The spec of a fresh model of `model.*` settings: the study's ResNetSpec, else an ArchSpec
-    (`width` is the study's ResNet width and applies to it alone)."""
+    (`width` is the study's ResNet width and applies to it alone; the study's ResNet takes
+    32 x 32 images alone)."""
     if arch == DEFAULT_ARCH:
+        if image_size != IMAGE_SIZE:
+            raise ArchError(f"data.image_size {image_size}: {DEFAULT_ARCH} takes {IMAGE_SIZE}x"
+                            f"{IMAGE_SIZE} images (its head pools a 4x4 map)")
         return ResNetSpec.resnet18(width, num_classes)
-    return ArchSpec(arch, dict(kwargs or {}), num_classes)
+    return ArchSpec(arch, dict(kwargs or {}), num_classes, image_size)
+
+
+def input_size(model: nn.Module) -> int:
+    """The side of the square images `model` takes: its ArchSpec's image_size, else 32."""
+    return getattr(getattr(model, "spec", None), "image_size", IMAGE_SIZE)
+
+
+def example_input(model: nn.Module, batch: int = 1) -> torch.Tensor:
+    """Zeros of the model's input shape, on the model's device (for tracing and counting)."""
+    size = input_size(model)
+    device = next(model.parameters()).device
+    return torch.zeros(batch, 3, size, size, device=device)
 
 
 def spec_from_dict(d: dict):
@@ -304,8 +326,21 @@ def from_state(spec, state_dict: dict) -> nn.Module:
     return model
 
 
-def check_arch(arch: str, kwargs: dict | None = None, num_classes: int = 10) -> None:
-    """Build `arch` once on the CPU (seconds): an unknown name, a bad kwarg or a factory that
-    returns something else fails here in one line, before any data is read or trained."""
-    if arch != DEFAULT_ARCH:
-        build(spec_for(arch, 64, num_classes, kwargs))
+def check_arch(arch: str, kwargs: dict | None = None, num_classes: int = 10,
+               image_size: int = IMAGE_SIZE) -> None:
+    """Build `arch` once on the CPU and run one image through it (seconds): an unknown name, a bad
+    kwarg, a factory that returns something else or a network that cannot take the image size
+    fails here in one line, before any data is read or trained."""
+    if arch == DEFAULT_ARCH:
+        return
+    model = build(spec_for(arch, 64, num_classes, kwargs, image_size)).eval()
+    try:
+        with torch.no_grad():
+            out = model(example_input(model))
+    except (RuntimeError, ValueError, TypeError) as err:
+        raise ArchError(f"model.arch {arch!r} cannot take a {image_size}x{image_size} image "
+                        f"(data.image_size): {str(err).splitlines()[0][:200]}") from None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, num_classes):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ArchError(f"model.arch {arch!r} gives {shape} for one image; expected (1, "
+                        f"{num_classes}) logits (model.num_classes)")

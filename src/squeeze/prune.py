@@ -118,8 +118,7 @@ def filter_groups(model: nn.Module) -> dict[str, list[str]]:
     each block's second conv and the shortcuts of one stage). Groups never share a conv."""
     import torch_pruning as tp
 
-    device = next(model.parameters()).device
-    graph = tp.DependencyGraph().build_dependency(model, torch.zeros(1, 3, 32, 32, device=device))
+    graph = tp.DependencyGraph().build_dependency(model, models.example_input(model))
     order = {module: (i, name) for i, (name, module) in enumerate(model.named_modules())}
     groups = []
     for group in graph.get_all_groups(ignored_layers=[models.classifier(model)],
@@ -176,8 +175,7 @@ def prune_filters(model: nn.Module, amount: float, scope: str = "layerwise",
                              f"{kept_channels(narrowest, amount)}); use a smaller round_to or "
                              "amount")
     torch.manual_seed(seed)  # only the random criterion draws numbers
-    device = next(model.parameters()).device
-    example = torch.zeros(1, 3, 32, 32, device=device)
+    example = models.example_input(model)
     ratios = None
     if scope == "global":
         ratios = _global_ratios(model, example, importance, ignored, amount, max_layer_amount)

@@ -108,10 +108,11 @@ def _without_machine_metadata(proto) -> None:
             graphs += [g for a in node.attribute for g in a.graphs]
 
 
-def to_onnx(model: nn.Module, image_size: int = 32) -> bytes:
+def to_onnx(model: nn.Module, image_size: int | None = None) -> bytes:
     """The float model as ONNX (opset 18, input "images" with a dynamic batch, output "logits"),
     by the torch.export-based exporter (BatchNorm folded into the convolutions); the same bytes
     wherever the project is checked out (no source paths in its metadata)."""
+    image_size = image_size or models.input_size(model)
     example = (torch.zeros(2, 3, image_size, image_size),)
     try:
         program = torch.onnx.export(model.cpu().eval(), example, dynamo=True, opset_version=OPSET,
@@ -150,7 +151,7 @@ class _NoPreprocessAdvice(logging.Filter):
 
 
 def to_int8(float_model: nn.Module, calibration: Iterable[torch.Tensor],
-            settings: Int8Config = DEFAULT_INT8, image_size: int = 32) -> bytes:
+            settings: Int8Config = DEFAULT_INT8, image_size: int | None = None) -> bytes:
     """Static int8 PTQ of `float_model` as ONNX QDQ bytes, activation ranges from `calibration`."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -235,7 +236,7 @@ class Int8Model(nn.Module):
 
 
 def quantize(model: nn.Module, quant: str, calibration: Iterable[torch.Tensor] | None = None,
-             settings: Int8Config = DEFAULT_INT8, image_size: int = 32) -> nn.Module:
+             settings: Int8Config = DEFAULT_INT8, image_size: int | None = None) -> nn.Module:
     """The model in `quant` form (fp32 returns it unchanged; fp16 rounds weights in place; int8
     is an Int8Model around the calibrated ONNX file)."""
     if quant == "fp32":

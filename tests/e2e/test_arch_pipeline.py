@@ -87,3 +87,59 @@ def test_the_quick_profile_runs_end_to_end_for_another_arch(name, tmp_path):
             {"arch": arch, "kwargs": params["model"]["kwargs"], "command": RUNS[name],
              "train_images": prepare.get("train_images"), "test_images": prepare.get("test_images"),
              "models": measured}, indent=1))
+
+
+def archive_at(source: Path, out: Path, size: int, per_class: dict[str, int]) -> Path:
+    """An ImageFolder .tar.gz of the first `per_class[split]` images of each class of `source`
+    (the CIFAR-10 JPEG archive), each resized to size x size."""
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    taken: dict[tuple[str, str], int] = {}
+    with tarfile.open(source) as src, tarfile.open(out, "w:gz") as dst:
+        for member in src:
+            parts = Path(member.name.lstrip("./")).parts
+            if not member.isfile() or len(parts) < 3 or parts[-3] not in per_class:
+                continue
+            split, cls = parts[-3], parts[-2]
+            if taken.get((split, cls), 0) >= per_class[split]:
+                continue
+            taken[(split, cls)] = taken.get((split, cls), 0) + 1
+            with Image.open(src.extractfile(member)) as img:
+                buf = io.BytesIO()
+                img.convert("RGB").resize((size, size), Image.BILINEAR).save(buf, "JPEG", quality=95)
+            info = tarfile.TarInfo(f"cifar64/{split}/{cls}/{parts[-1]}")
+            info.size = buf.tell()
+            buf.seek(0)
+            dst.addfile(info, buf)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ARCHIVE.is_file(), reason="needs the CIFAR-10 JPEG archive")
+def test_the_quick_profile_runs_on_a_64_pixel_image_folder(tmp_path):
+    """The same CIFAR images at 64x64 in an ImageFolder archive: prepare keeps them at
+    data.image_size 64, and counts, pruning, int8 and latency all run at 64."""
+    env = environment()
+    repo = fresh_clone(tmp_path / "repo", env)
+    archive = archive_at(ARCHIVE, tmp_path / "cifar64.tar.gz", 64, {"train": 200, "test": 50})
+    run([sys.executable, "-m", "squeeze", "profile", "quick", "--data", str(archive), "--",
+         "-S", "model.arch=nets.example:small_cnn", "-S", "model.kwargs={width:16}",
+         "-S", "data.image_size=64", "-S", "data.train_subset=0", "-S", "data.test_subset=0"],
+        repo, env)
+    prepare = json.loads((repo / "metrics/prepare.json").read_text())
+    assert prepare["image_size"] == 64 and prepare["train_images"] == 2000
+    measured = {}
+    for name in ("s0-u0-fp32", "s0.5-u0-fp32", "s0.5-u0.5-int8"):
+        m = json.loads((repo / f"metrics/models/{name}.json").read_text())
+        assert m["spec"]["image_size"] == 64 and m["latency_ms_b32"] > 0
+        measured[name] = {k: m[k] for k in ("accuracy", "params", "nonzero_params", "ops", "score")}
+    assert measured["s0.5-u0-fp32"]["ops"] < 0.5 * measured["s0-u0-fp32"]["ops"]
+    assert measured["s0-u0-fp32"]["accuracy"] > 0.12
+    out = os.environ.get("SQUEEZE_ARCH_OUT")
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "small_cnn-64.json").write_text(json.dumps(
+            {"arch": "nets.example:small_cnn", "image_size": 64, "models": measured}, indent=1))

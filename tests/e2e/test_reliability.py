@@ -279,7 +279,7 @@ def folder(path: Path) -> dict:
 
 
 def unknown_source(tmp: Path):
-    return {"data.source": "imagenet"}, ["data.source = 'imagenet'", "cifar10, folder, synthetic"]
+    return {"data.source": "imagenet"}, ["data.source = 'imagenet'", "cifar10, cifar100, folder, synthetic"]
 
 
 def missing_path(tmp: Path):

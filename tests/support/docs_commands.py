@@ -27,6 +27,11 @@ COVERAGE: list[tuple[str, str]] = [
     (r"bash \.ci/run$", "elsewhere: CI itself; test_bench checks the script's steps"),
     # profiles
     (r"python -m squeeze profile quick --data \S+$", "elsewhere: the quick_run fixture"),
+    (r"python -m squeeze profile quick --data \S+ -- -S model\.arch=torchvision:mobilenet_v2$",
+     "elsewhere: test_arch_pipeline's slow test runs this profile and override through DVC "
+     "(pytest -m slow: minutes on 2 cores, left out of CI)"),
+    (r"python -m pytest -m slow tests/e2e/test_arch_pipeline\.py$", "not run: it is the slow "
+     "tests themselves (minutes each); docs/your-model.md quotes their numbers"),
     (r"python -m squeeze profile quick$", "elsewhere: the quick_run fixture (synthetic data when "
      "the archive is absent)"),
     (r"python -m squeeze profile quick -- -n my-name$", "elsewhere: the quick_run fixture"),
@@ -36,6 +41,7 @@ COVERAGE: list[tuple[str, str]] = [
     (r"python -m squeeze profile quick --print$", RUN),
     (r"python -m squeeze profile quick -- --queue .*", RUN),
     (r"python -m squeeze check -S 'prune\.structured\.amounts=\[0,0\.1,1\.2\]'$", FAILS),
+    (r"python -m squeeze check -S model\.arch=torchvision:nonexistent_net$", FAILS),
     (r"python -m squeeze check\b.*", RUN),
     (r"python -m squeeze compare\b.*", RUN),
     (r"git checkout HEAD -- params\.yaml$", RUN),

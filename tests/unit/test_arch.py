@@ -1,5 +1,6 @@
 """model.arch: torchvision classifiers and the project's own factories (nets/), next to the study's
 ResNet-18: the rule, one-line errors, pruning, checkpoints, counts and int8 for each."""
+import copy
 import sys
 import textwrap
 
@@ -208,3 +209,59 @@ def test_int8_of_a_pruned_model(arch, kwargs):
     assert out.shape == (8, 10)
     # int8 of an untrained net: close to fp32 in direction, not equal
     assert torch.corrcoef(torch.stack([out.flatten(), reference.flatten()]))[0, 1] > 0.9
+
+
+# ---- data.image_size: the model's input size travels in its spec --------------------------------
+
+def test_a_64_pixel_model_is_counted_pruned_and_rebuilt_at_64(tmp_path):
+    spec = models.spec_for("torchvision:mobilenet_v2", 64, 10, {"width_mult": 0.5}, image_size=64)
+    model = models.build(spec).eval()
+    assert models.input_size(model) == 64 and models.example_input(model).shape == (1, 3, 64, 64)
+    with FlopCounterMode(display=False) as mode:
+        model(torch.zeros(1, 3, 64, 64))
+    layers = measure.layer_counts(model)
+    assert 2 * sum(v["ops"] for k, v in layers.items() if k) == mode.get_total_flops()
+    assert measure.count_ops(model) > 3 * measure.count_ops(model, 32)  # 4x the pixels
+    prune.prune_filters(model, 0.5)
+    checkpoint.save_model(tmp_path / "m.pt", model, {}, epoch=0)
+    back, _ = checkpoint.load_model(tmp_path / "m.pt")
+    assert back.spec.image_size == 64 and measure.count_ops(back) == measure.count_ops(model)
+
+
+def test_an_arch_that_cannot_take_the_image_size_is_one_line():
+    with pytest.raises(models.ArchError) as err:
+        models.check_arch("torchvision:vgg11_bn", {}, 10, image_size=8)
+    assert "cannot take a 8x8 image" in one_line(err.value) and "data.image_size" in str(err.value)
+    with pytest.raises(models.ArchError) as err:
+        models.spec_for("resnet18_cifar", 64, 10, image_size=64)
+    assert "data.image_size 64" in one_line(err.value)
+
+
+def test_a_kwargs_override_reads_as_dvc_reads_it():
+    """`-S model.kwargs={width:16}`: DVC (Hydra's grammar) sets {width: 16}; the checks before a
+    run read it the same way (YAML alone would read a key "width:16")."""
+    from squeeze.check import apply_sets
+
+    params = {"model": {"kwargs": {}}}
+    assert apply_sets(params, ["model.kwargs={width:16}"]) == {"model": {"kwargs": {"width": 16}}}
+    assert apply_sets(params, ["model.kwargs={width_mult: 0.5, dropout: 0.1}"])["model"][
+        "kwargs"] == {"width_mult": 0.5, "dropout": 0.1}
+    with pytest.raises(ConfigError) as err:
+        apply_sets(params, ["model.kwargs={width:16"])
+    assert "model.kwargs={width:16" in one_line(err.value)
+
+
+@pytest.mark.parametrize("fmt,quant", [("onnx", "fp32"), ("onnx", "fp16"), ("torchscript", "fp32")])
+def test_a_pruned_torchvision_model_exports_and_matches(tmp_path, fmt, quant):
+    from squeeze.deploy.export import _write
+
+    torch.manual_seed(0)
+    model = prune.prune_filters(models.build(models.spec_for(
+        "torchvision:mobilenet_v2", 64, 10, {"width_mult": 0.5})).eval(), 0.5)
+    if quant == "fp16":
+        quantize.round_to_fp16(model)
+    x = torch.randn(5, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(x)
+    out = _write(copy.deepcopy(model), quant, fmt, x, tmp_path / "m.bin")
+    assert torch.allclose(out, expected, atol=(5e-2 if quant == "fp16" else 1e-4))

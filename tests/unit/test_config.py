@@ -94,7 +94,7 @@ def test_study_defaults_parse():
 def test_unknown_data_source_is_named(params):
     with_value(params, "data.source", "imagenet")
     assert_config_error(lambda: DataConfig.from_params(params["data"]),
-                        "data.source", "'imagenet'", "cifar10, folder, synthetic")
+                        "data.source", "'imagenet'", "cifar10, cifar100, folder, synthetic")
 
 
 @pytest.mark.parametrize("path", ["", None])

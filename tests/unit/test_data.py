@@ -197,8 +197,7 @@ def test_missing_split(tmp_path):
 
 
 @pytest.mark.parametrize("bad_image, fragments", [
-    (encode(pixels("train", "x", 0, size=16)), ("16x16 RGB", "32x32 RGB")),
-    (encode(pixels("train", "x", 0), mode="L"), ("32x32 L", "32x32 RGB")),
+    (encode(pixels("train", "x", 0), mode="L"), ("32x32 L", "must be RGB")),
     (encode(pixels("train", "x", 0), mode="RGBA"), ("32x32 RGBA",)),
     (b"\x89PNG but not really", ("not a readable image",)),
 ])
@@ -393,3 +392,64 @@ def test_prepared_file_is_byte_reproducible(tmp_path, monkeypatch):
     assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
     loaded, _, _ = prepared.load_prepared(tmp_path / "b.npz")
     assert np.array_equal(loaded.x_train, ds.x_train) and loaded.classes == ds.classes
+
+
+# ---- data.image_size and cifar100 ---------------------------------------------------------------
+
+def test_folder_images_of_any_size_are_resized_to_image_size(tmp_path):
+    """Images of mixed sizes (16x16, 48x40, 32x32) all come out image_size square; at 32 a 32x32
+    image is kept pixel for pixel (the study's data: no resize)."""
+    files = image_files()
+    files["train/cat/zz_small.png"] = encode(pixels("train", "x", 0, size=16))
+    files["train/dog/zz_wide.png"] = encode(np.zeros((40, 48, 3), np.uint8) + 200)
+    archive = write_targz(tmp_path / "images.tar.gz", files)
+    for size in (32, 64):
+        ds = data.load_folder(archive, size)
+        assert ds.x_train.shape[1:] == (3, size, size) and ds.x_test.shape[1:] == (3, size, size)
+    same = data.load_folder(archive, 32)
+    first = np.asarray(Image.open(io.BytesIO(files["test/airplane/img0.png"])))
+    assert np.array_equal(same.x_test[0], first.transpose(2, 0, 1))
+    wide = data.load_folder(archive, 64).x_train[-1]
+    assert (wide == 200).all()  # a constant image stays constant through the resize
+
+
+def test_prepare_resizes_every_source(tmp_path):
+    cfg = DataConfig(source="synthetic", path="", train_subset=0, test_subset=0,
+                     synthetic_train_size=20, synthetic_test_size=10, seed=0, image_size=48)
+    summary = data.prepare(cfg, tmp_path / "d.npz")
+    ds, mean, std = prepared.load_prepared(tmp_path / "d.npz")
+    assert summary["image_size"] == 48 and ds.x_train.shape == (20, 3, 48, 48)
+    assert batches.DeviceData(ds, mean, std, torch.device("cpu")).preprocess["image_size"] == 48
+
+
+def test_the_train_crop_pads_an_eighth_of_the_size(tmp_path):
+    x = (torch.arange(1, 3, dtype=torch.uint8).view(2, 1, 1, 1).expand(2, 3, 64, 64).contiguous())
+    out = batches.augment(x, generator(), padding=64 // 8)
+    zeros = (out == 0).all(dim=1)  # padding rows/columns that came in
+    assert out.shape == x.shape and zeros.sum(dim=(1, 2)).max() <= 2 * 8 * 64
+
+
+def test_cifar100_offline_is_one_line_naming_it(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    def offline(*_args, **_kwargs):
+        raise RuntimeError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR100", offline)
+    with pytest.raises(DataError) as err:
+        data.load_cifar(tmp_path, "cifar100")
+    assert "CIFAR-100" in str(err.value) and "\n" not in str(err.value)
+    assert "data.source: folder" in str(err.value)
+
+
+def test_image_size_other_than_32_needs_another_arch():
+    import yaml
+    from squeeze.config import Params
+
+    params = yaml.safe_load(open("params.yaml"))
+    params["data"]["image_size"] = 64
+    with pytest.raises(ConfigError) as err:
+        Params.parse(params)
+    assert "data.image_size = 64" in str(err.value) and "resnet18_cifar" in str(err.value)
+    params["model"]["arch"] = "torchvision:mobilenet_v2"
+    assert Params.parse(params).data.image_size == 64

@@ -19,7 +19,7 @@ def run(model_cfg: ModelConfig, train_cfg: TrainConfig, paths: StagePaths,
     check_classes(data.classes, model_cfg.num_classes, paths.data)
     torch.manual_seed(train_cfg.seed)
     model = models.build(models.spec_for(model_cfg.arch, model_cfg.width, model_cfg.num_classes,
-                                         model_cfg.kwargs))
+                                         model_cfg.kwargs, data.preprocess["image_size"]))
     result = train.fit(model, data, train_cfg, name="baseline", log_path=paths.log,
                        resume_path=paths.resume,
                        fingerprint_extra={"data": file_sha256(paths.data)})

@@ -49,7 +49,8 @@ def run(structured: float, unstructured: float, quant: str, int8_cfg: Int8Config
     latency = {}
     for b in (1, 32):  # median and quartiles, ms per image
         found = measure.latency_stats(qmodel.cpu(), b, eval_cfg.latency_threads,
-                                      eval_cfg.latency_warmup, eval_cfg.latency_repeats)
+                                      eval_cfg.latency_warmup, eval_cfg.latency_repeats,
+                                      image_size=data.preprocess["image_size"])
         latency.update({f"latency_ms_b{b}": round(found["median"], 4),
                         f"latency_ms_b{b}_q1": round(found["q1"], 4),
                         f"latency_ms_b{b}_q3": round(found["q3"], 4)})
