@@ -13,11 +13,14 @@ PARAMS = ("data", "model", "train", "finetune", "prune", "quantize", "evaluate",
 def main(args, params):
     from squeeze.report import figures, provenance, tradeoff
     from squeeze.fsutil import read_json
+    from dataclasses import replace
 
     grid = params.grid
     tradeoff.require_files([args.prepared])
     prepared = read_json(args.prepared)
     result = tradeoff.load(grid, args.metrics, prepared["test_images"])
+    if params.model.arch != "resnet18_cifar":
+        result = replace(result, network=params.model.arch)
     settings = provenance.describe(params, prepared, result.rows, result.curves,
                                    profiles_dir=args.profiles)
     summary = tradeoff.write_outputs(result, csv_path=args.out_csv, summary_path=args.out_summary,

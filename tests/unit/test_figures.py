@@ -185,6 +185,18 @@ def test_figure_tradeoff_final_keeps_the_study_on_its_own_score(quick_report):
     assert front_scores == sorted(front_scores)
 
 
+def test_another_network_is_named_and_kept_off_the_studys_nominal_score(quick_report):
+    """model.arch other than the study's: score_seed scales ResNet-18's counts, so neither this
+    run's models nor the study's points are drawn on it; the measured panel names the network."""
+    report = dataclasses.replace(quick_report, network="torchvision:mobilenet_v2")
+    fig = figures.figure_tradeoff_final(report)
+    measured, nominal = by_axis(fig)
+    assert measured == {"fp32": 4, "fp16": 4, "int8": 4, "Pareto front": 4} and nominal == {}
+    assert fig.axes[0].get_title().startswith("torchvision:mobilenet_v2")
+    assert not fig.axes[1].axison
+    assert "does not describe" in " ".join(t.get_text() for t in fig.axes[1].texts)
+
+
 def test_tradeoff_final_draws_every_models_interval_and_the_studys(measured_report):
     fig = figures.figure_tradeoff_final(measured_report)
     measured, nominal = (intervals(ax) for ax in fig.axes)

@@ -111,6 +111,7 @@ class Report:
     curves: list[dict]  # one per epoch of the baseline and of every fine-tune, CURVE_COLUMNS
     sensitivity: list[dict] = ()  # one per (filter group, amount): the sensitivity stage's rows
     test_images: int | None = None  # the test set's size: the 95% interval of every accuracy
+    network: str | None = None  # model.arch where it is not the study's ResNet-18
 
     def summary(self) -> dict:
         return summarize(self.rows)
