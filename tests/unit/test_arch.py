@@ -265,3 +265,20 @@ def test_a_pruned_torchvision_model_exports_and_matches(tmp_path, fmt, quant):
         expected = model(x)
     out = _write(copy.deepcopy(model), quant, fmt, x, tmp_path / "m.bin")
     assert torch.allclose(out, expected, atol=(5e-2 if quant == "fp16" else 1e-4))
+
+
+def test_a_factory_checkpoint_loaded_outside_the_project_names_the_module(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    model = models.build(models.spec_for("nets.example:small_cnn", 64, 10, {"width": 4}))
+    path = tmp_path / "sc.pt"
+    checkpoint.save_model(path, model, {}, epoch=0)
+    # loaded from a directory without a nets/ package, the project off sys.path
+    root = Path.cwd().resolve()
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if Path(p or ".").resolve() != root])
+    for name in [m for m in sys.modules if m == "nets" or m.startswith("nets.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(checkpoint.CheckpointError) as err:
+        checkpoint.load_model(path)
+    assert "nets.example" in one_line(err.value) and str(path) in str(err.value)
