@@ -42,14 +42,13 @@ def test_profile_refuses_an_unknown_arch_before_dvc_runs():
     assert found.stderr.count("\n") == 1, found.stderr
 
 
-# the bigger two train 2 epochs on 2,000 images at lr 0.01 (the quick profile's 0.05 sends
-# resnet50's loss past 16 in its first epoch): the quick profile's shape, minutes on 2 cores
-SMALLER = ["-S", "train.epochs=2", "-S", "train.lr=0.01", "-S", "data.train_subset=2000",
-           "-S", "data.test_subset=500"]
+# the bigger two train 2 epochs at lr 0.01 (the quick profile's 4 at 0.05 sent resnet50's loss
+# past 16 in its first epoch; on 2,000 images it stayed at chance after 2)
+BIGGER = ["-S", "train.epochs=2", "-S", "train.lr=0.01"]
 RUNS = {
     "mobilenet_v2": ["-S", "model.arch=torchvision:mobilenet_v2"],
-    "resnet50": ["-S", "model.arch=torchvision:resnet50", *SMALLER],
-    "vgg11_bn": ["-S", "model.arch=torchvision:vgg11_bn", *SMALLER],
+    "resnet50": ["-S", "model.arch=torchvision:resnet50", *BIGGER],
+    "vgg11_bn": ["-S", "model.arch=torchvision:vgg11_bn", *BIGGER],
     "small_cnn": ["-S", "model.arch=nets.example:small_cnn", "-S", "model.kwargs={width:16}"],
 }
 
@@ -77,14 +76,15 @@ def test_the_quick_profile_runs_end_to_end_for_another_arch(name, tmp_path):
     base, pruned = measured["s0-u0-fp32"], measured["s0.5-u0-fp32"]
     assert pruned["params"] < base["params"] and pruned["ops"] < 0.5 * base["ops"]
     assert measured["s0-u0.5-fp32"]["nonzero_params"] < 0.6 * base["nonzero_params"]
-    assert base["accuracy"] > 0.12  # above chance (0.1) by more than its 95% interval
+    prepare = json.loads((repo / "metrics/prepare.json").read_text())
+    chance = 0.1 + 1.96 * (0.1 * 0.9 / prepare["test_images"]) ** 0.5  # its 95% upper end
+    assert base["accuracy"] > chance
     summary = json.loads((repo / "reports/summary.json").read_text())
     assert summary["models"] == len(measured)
     assert f"arch {arch}" in (repo / "reports/tradeoff.md").read_text()  # its Run table
     out = os.environ.get("SQUEEZE_ARCH_OUT")
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
-        prepare = json.loads((repo / "metrics/prepare.json").read_text())
         (Path(out) / f"{name}.json").write_text(json.dumps(
             {"arch": arch, "kwargs": params["model"]["kwargs"], "command": RUNS[name],
              "train_images": prepare.get("train_images"), "test_images": prepare.get("test_images"),
@@ -139,7 +139,7 @@ def test_the_quick_profile_runs_on_a_64_pixel_image_folder(tmp_path):
         assert m["spec"]["image_size"] == 64 and m["latency_ms_b32"] > 0
         measured[name] = {k: m[k] for k in ("accuracy", "params", "nonzero_params", "ops", "score")}
     assert measured["s0.5-u0-fp32"]["ops"] < 0.5 * measured["s0-u0-fp32"]["ops"]
-    assert measured["s0-u0-fp32"]["accuracy"] > 0.12
+    assert measured["s0-u0-fp32"]["accuracy"] > 0.1 + 1.96 * (0.09 / 500) ** 0.5  # above chance
     out = os.environ.get("SQUEEZE_ARCH_OUT")
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
