@@ -60,15 +60,29 @@ def _hydra_mapping(text: str, raw: str) -> dict:
     return dict(value)
 
 
+def raw_of(text: str) -> str:
+    return text.partition("=")[2]
+
+
 def apply_sets(params: Mapping, sets: Iterable[str]) -> dict:
     """A copy of params with the -S overrides applied, refused as DVC would refuse them."""
     out = copy.deepcopy(dict(params))
     for text in sets:
         op, key, value = parse_set(text)
-        present = dotted_get(out, key, _ABSENT) is not _ABSENT
+        current = dotted_get(out, key, _ABSENT)
+        present = current is not _ABSENT
         if op == "=" and not present:
             raise ConfigError(f"-S {text!r}: params.yaml has no key {key}; check its spelling "
                               f"(`+{key}=...` adds a new key)")
+        if isinstance(current, Mapping) and isinstance(value, Mapping) and op != "~":
+            # DVC (Hydra) merges a mapping into a mapping; `=` may not add keys to it
+            new = sorted(set(value) - set(current))
+            if op == "=" and new:
+                raise ConfigError(f"-S {text!r}: DVC adds no key to {key} this way; use "
+                                  f"+{key}.{new[0]}={value[new[0]]} (a -S per key) or "
+                                  f"++{key}={raw_of(text)}")
+            dotted_set(out, key, {**current, **value})
+            continue
         if op == "+" and present:
             raise ConfigError(f"-S {text!r}: {key} already exists; use {key}=... to change it")
         if op == "~":
