@@ -138,6 +138,11 @@ def test_a_factory_must_return_a_module(elsewhere):
     with pytest.raises(models.ArchError) as err:
         models.check_arch("nets.bad:make")
     assert "returned str" in one_line(err.value)
+    (tmp_path / "nets" / "flat.py").write_text(
+        "from torch import nn\ndef make(num_classes=10):\n    return nn.Conv2d(3, 4, 1)\n")
+    with pytest.raises(models.ArchError) as err:
+        models.check_arch("nets.flat:make")
+    assert "(1, 4, 32, 32)" in one_line(err.value) and "(1, 10) logits" in str(err.value)
 
 
 # ---- every arch: prune, checkpoint, counts, int8 -----------------------------------------------
