@@ -19,9 +19,10 @@ PARAMS = ("model", "data.image_size")  # the network is built once (seconds) whe
 
 
 def main(args, params):
+    from squeeze.config import ARCH_DEFAULT
     from squeeze.fsutil import write_text
 
-    if params.model.arch != "resnet18_cifar":  # an unknown name fails here, before prepare
+    if params.model.arch != ARCH_DEFAULT:  # an unknown name fails here, before prepare
         from squeeze import models
 
         models.check_arch(params.model.arch, params.model.kwargs, params.model.num_classes,

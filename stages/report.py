@@ -12,6 +12,7 @@ PARAMS = ("data", "model", "train", "finetune", "prune", "quantize", "evaluate",
 
 def main(args, params):
     from squeeze.report import figures, provenance, tradeoff
+    from squeeze.config import ARCH_DEFAULT
     from squeeze.fsutil import read_json
     from dataclasses import replace
 
@@ -19,7 +20,7 @@ def main(args, params):
     tradeoff.require_files([args.prepared])
     prepared = read_json(args.prepared)
     result = tradeoff.load(grid, args.metrics, prepared["test_images"])
-    if params.model.arch != "resnet18_cifar":
+    if params.model.arch != ARCH_DEFAULT:
         result = replace(result, network=params.model.arch)
     settings = provenance.describe(params, prepared, result.rows, result.curves,
                                    profiles_dir=args.profiles)

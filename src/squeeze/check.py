@@ -20,7 +20,7 @@ from typing import Iterable, Mapping, Sequence
 import yaml
 
 from . import profiles
-from .config import ConfigError, dotted_delete, dotted_get, dotted_set, load_params, validate
+from .config import ARCH_DEFAULT, ConfigError, dotted_delete, dotted_get, dotted_set, load_params, validate
 
 _ABSENT = object()
 
@@ -60,10 +60,6 @@ def _hydra_mapping(text: str, raw: str) -> dict:
     return dict(value)
 
 
-def raw_of(text: str) -> str:
-    return text.partition("=")[2]
-
-
 def apply_sets(params: Mapping, sets: Iterable[str]) -> dict:
     """A copy of params with the -S overrides applied, refused as DVC would refuse them."""
     out = copy.deepcopy(dict(params))
@@ -80,7 +76,7 @@ def apply_sets(params: Mapping, sets: Iterable[str]) -> dict:
             if op == "=" and new:
                 raise ConfigError(f"-S {text!r}: DVC adds no key to {key} this way; use "
                                   f"+{key}.{new[0]}={value[new[0]]} (a -S per key) or "
-                                  f"++{key}={raw_of(text)}")
+                                  f"++{key}={text.partition('=')[2]}")
             dotted_set(out, key, {**current, **value})
             continue
         if op == "+" and present:
@@ -115,7 +111,7 @@ def check(params_path: str | Path = "params.yaml", profile: str | Sequence[str] 
     applied = [f"{key}={text}" for key, text in profiles.set_pairs(overrides)] + list(sets)
     params = apply_sets(load_params(params_path), applied)
     model = validate(params).model
-    if model.arch != "resnet18_cifar":
+    if model.arch != ARCH_DEFAULT:  # the study's needs no build (nor torch imported)
         from .models import check_arch
 
         check_arch(model.arch, model.kwargs, model.num_classes, params["data"]["image_size"])

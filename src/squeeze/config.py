@@ -223,8 +223,8 @@ class DataConfig(Section):
 
 
 ARCH_DEFAULT = "resnet18_cifar"
-ARCH = re.compile(r"resnet18_cifar|torchvision:[A-Za-z_]\w*"
-                  r"|[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
+FACTORY = r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*"  # package.module:function
+ARCH = re.compile(rf"{ARCH_DEFAULT}|torchvision:[A-Za-z_]\w*|{FACTORY}")
 ARCH_ALLOWED = (f"{ARCH_DEFAULT} (the study's), torchvision:<name> (e.g. torchvision:mobilenet_v2) "
                 "or <package.module>:<function> (a factory in nets/)")
 RESNET_ONLY = {"layers": "all", "residual_scale": 1.0, "spare_drop": 0.0}  # prune.structured's

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import DataConfig
+from .config import IMAGE_SIZE, DataConfig
 from .errors import DataError
 from .prepared import Dataset, save
 
-IMAGE_SIZE = 32  # the CIFAR sources' and the synthetic source's own size
 SPLITS = ("train", "test")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp"}
 
@@ -33,10 +32,6 @@ def load_source(cfg: DataConfig) -> Dataset:
     else:
         ds = load_cifar(Path(cfg.path), cfg.source)
     return resized(ds, cfg.image_size)
-
-
-def load_cifar10(root: Path) -> Dataset:
-    return load_cifar(root, "cifar10")
 
 
 def load_cifar(root: Path, source: str = "cifar10") -> Dataset:

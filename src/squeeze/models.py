@@ -27,13 +27,14 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from . import config
+from .config import IMAGE_SIZE
 from .errors import SqueezeError
 
 BLOCKS_PER_STAGE = (2, 2, 2, 2)
-DEFAULT_ARCH = "resnet18_cifar"
-FACTORY = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_]\w*")
+DEFAULT_ARCH = config.ARCH_DEFAULT
+FACTORY = re.compile(config.FACTORY)
 TORCHVISION = "torchvision:"
-IMAGE_SIZE = 32  # the study's (CIFAR's)
 NETS = "nets"  # the project's package of model factories: a dep of every stage that builds a model
 
 
