@@ -7,7 +7,7 @@ from squeeze import cli  # noqa: E402
 from squeeze.config import amount_arg, low_bit_arg
 from squeeze.paths import StagePaths
 
-PARAMS = ("quantize.qat", "finetune.qat")
+PARAMS = ("quantize.qat", "finetune.qat", "score")
 
 
 def configs(args, params) -> dict:
@@ -15,7 +15,8 @@ def configs(args, params) -> dict:
             "unstructured": amount_arg(args.unstructured, "prune.unstructured.amounts"),
             "quant": low_bit_arg(args.quant),
             "qat_cfg": params.quantize.qat,
-            "finetune_cfg": params.finetune.qat}
+            "finetune_cfg": params.finetune.qat,
+            "score_cfg": params.score}
 
 
 def main(args, params):
@@ -26,4 +27,5 @@ def main(args, params):
 
 if __name__ == "__main__":
     cli.run(main, cli.parser(__doc__, "--structured", "--unstructured", "--quant", "--base",
-                             "--data", "--out", "--out-metrics", "--out-log", "--resume"), PARAMS)
+                             "--data", "--out", "--out-metrics", "--out-log", "--resume",
+                             "--baseline"), PARAMS)

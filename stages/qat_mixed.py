@@ -9,7 +9,7 @@ from squeeze import cli  # noqa: E402
 from squeeze.config import MIXED_PREFIX, amount_arg, mix_budget_arg
 from squeeze.paths import StagePaths
 
-PARAMS = ("quantize.qat", "quantize.mixed", "finetune.qat")
+PARAMS = ("quantize.qat", "quantize.mixed", "finetune.qat", "score")
 
 
 def configs(args, params) -> dict:
@@ -19,7 +19,8 @@ def configs(args, params) -> dict:
             "quant": f"{MIXED_PREFIX}{args.budget}",  # as DVC spells it: the file names match
             "qat_cfg": params.quantize.qat,
             "finetune_cfg": params.finetune.qat,
-            "mixed_cfg": params.quantize.mixed}
+            "mixed_cfg": params.quantize.mixed,
+            "score_cfg": params.score}
 
 
 def main(args, params):
@@ -30,4 +31,5 @@ def main(args, params):
 
 if __name__ == "__main__":
     cli.run(main, cli.parser(__doc__, "--structured", "--unstructured", "--budget", "--base",
-                             "--data", "--out", "--out-metrics", "--out-log", "--resume"), PARAMS)
+                             "--data", "--out", "--out-metrics", "--out-log", "--resume",
+                             "--baseline"), PARAMS)

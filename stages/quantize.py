@@ -7,7 +7,7 @@ from squeeze import cli  # noqa: E402
 from squeeze.config import amount_arg, quant_arg
 from squeeze.paths import StagePaths
 
-PARAMS = ("quantize.{quant}", "evaluate")  # {quant}: this stage's type; fp32 and fp16 hold {}
+PARAMS = ("quantize.{quant}", "evaluate", "score")  # {quant}: its type; fp32 and fp16 hold {}
 
 
 def configs(args, params) -> dict:
@@ -16,7 +16,8 @@ def configs(args, params) -> dict:
             "unstructured": amount_arg(args.unstructured, "prune.unstructured.amounts"),
             "quant": quant,
             "int8_cfg": params.quantize.int8 if quant == "int8" else None,
-            "eval_cfg": params.evaluate}
+            "eval_cfg": params.evaluate,
+            "score_cfg": params.score}
 
 
 def main(args, params):
@@ -27,4 +28,4 @@ def main(args, params):
 
 if __name__ == "__main__":
     cli.run(main, cli.parser(__doc__, "--structured", "--unstructured", "--quant", "--base",
-                             "--data", "--out", "--out-metrics"), PARAMS)
+                             "--data", "--out", "--out-metrics", "--baseline"), PARAMS)

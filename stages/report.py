@@ -7,7 +7,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # the code
 from squeeze import cli  # noqa: E402
 
 # the grid, and every setting tradeoff.md's "Run" table describes or matches a profile on
-PARAMS = ("data", "model", "train", "finetune", "prune", "quantize", "evaluate", "sensitivity")
+PARAMS = ("data", "model", "train", "finetune", "prune", "quantize", "score", "evaluate",
+          "sensitivity")
 
 
 def main(args, params):

@@ -406,6 +406,33 @@ class ExportConfig(Section):
     images: int = setting(integer(1, MAX_IMAGES), "test images of the export's self-check")
 
 
+SCORE_AUTO = "auto"  # a score normaliser: half the unpruned baseline's own count
+NORM = Rule(f"a number > 0 or {SCORE_AUTO} (half the baseline's own count)",
+            lambda v: v == SCORE_AUTO or (_is_number(v) and math.isfinite(v) and v > 0),
+            lambda v: v if v == SCORE_AUTO else float(v))
+
+
+@dataclass(frozen=True)
+class ScoreConfig(Section):
+    """score = nonzero_params * (q_w/32) / params_norm + ops * max(q_w, q_a) / 32 / ops_norm.
+    The study's normalisers are 5.6e6 and 2.8e8 (its ResNet-18 scores 3.98778 in fp32); `auto`
+    is half the unpruned baseline's own count, so any baseline scores 4.0 in fp32."""
+    KEY = "score"
+    params_norm: float | str = setting(NORM, "what the nonzero parameters are divided by")
+    ops_norm: float | str = setting(NORM, "what the operations are divided by")
+
+    @property
+    def is_study(self) -> bool:
+        return (self.params_norm, self.ops_norm) == STUDY_NORMS
+
+    @property
+    def needs_baseline(self) -> bool:
+        return SCORE_AUTO in (self.params_norm, self.ops_norm)
+
+
+STUDY_NORMS = (5.6e6, 2.8e8)  # the study's (params_norm, ops_norm)
+
+
 @dataclass(frozen=True)
 class Prune(Section):
     KEY = "prune"
@@ -474,6 +501,7 @@ class Params(Section):
     prune: Prune = part(Prune, "pruning methods")
     finetune: Finetune = part(Finetune, "fine-tunes after pruning")
     quantize: Quantize = part(Quantize, "post-training quantization")
+    score: ScoreConfig = part(ScoreConfig, "what the score divides the counts by")
     evaluate: EvaluateConfig = part(EvaluateConfig, "latency measurement")
     sensitivity: SensitivityConfig = part(SensitivityConfig, "Li et al.'s sensitivity analysis")
     export: ExportConfig = part(ExportConfig, "the export stage")

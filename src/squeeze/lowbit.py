@@ -266,12 +266,14 @@ def sensitivity(model: nn.Module, candidates: list[str], ends_bits: int, calibra
 
 def allocate(layer_counts: dict[str, dict], losses: dict[str, dict[str, float]],
              candidates: list[str], ends_bits: int, budget_score: float,
-             rest: tuple[int, int] = (8, 8)) -> dict[str, tuple[int, int]]:
+             rest: tuple[int, int] = (8, 8), norms=None) -> dict[str, tuple[int, int]]:
     """Per-layer bits whose score (measure.layer_score) is at most `budget_score`: every free
     layer starts at its costliest candidate; the next-cheaper step with the least loss increase
     per score saved is taken until the budget holds. A LowBitError where even the cheapest
-    candidate everywhere does not fit."""
-    from .measure import layer_score
+    candidate everywhere does not fit. `norms`: the score's (default: the study's)."""
+    from .measure import STUDY_NORMS, layer_score
+
+    norms = norms or STUDY_NORMS
 
     names = [n for n in layer_counts if n]
     ends = {n: (ends_bits, ends_bits) for n in (names[0], names[-1])} if ends_bits else {}
@@ -281,15 +283,16 @@ def allocate(layer_counts: dict[str, dict], losses: dict[str, dict[str, float]],
     def bits_at(levels: dict) -> dict[str, tuple[int, int]]:
         return {**ends, **{n: parse(order[i]) for n, i in levels.items()}}
 
-    cheapest = cheapest_score(layer_counts, candidates, ends_bits, rest)
+    cheapest = cheapest_score(layer_counts, candidates, ends_bits, rest, norms)
     if cheapest > budget_score:
         raise LowBitError(f"score budget {budget_score:.6g} is below what every layer at "
                           f"{order[-1]} reaches ({cheapest:.6g})")
-    while (score := layer_score(layer_counts, bits_at(level), rest)) > budget_score:
+    while (score := layer_score(layer_counts, bits_at(level), rest, norms)) > budget_score:
         moves = []
         for n, i in level.items():
             if i + 1 < len(order):
-                saved = score - layer_score(layer_counts, bits_at({**level, n: i + 1}), rest)
+                cheaper = bits_at({**level, n: i + 1})
+                saved = score - layer_score(layer_counts, cheaper, rest, norms)
                 worse = losses[n][order[i + 1]] - losses[n][order[i]]
                 if saved > 0:
                     moves.append((max(worse, 0.0) / saved, n))
@@ -298,16 +301,16 @@ def allocate(layer_counts: dict[str, dict], losses: dict[str, dict[str, float]],
 
 
 def cheapest_score(layer_counts: dict[str, dict], candidates: list[str], ends_bits: int,
-                   rest: tuple[int, int] = (8, 8)) -> float:
+                   rest: tuple[int, int] = (8, 8), norms=None) -> float:
     """The score with every layer between the ends at the cheapest candidate."""
-    from .measure import layer_score
+    from .measure import STUDY_NORMS, layer_score
 
     names = [n for n in layer_counts if n]
     low = parse(min(candidates, key=lambda c: _cost(parse(c))))
     bits = {n: low for n in names}
     if ends_bits:
         bits[names[0]] = bits[names[-1]] = (ends_bits, ends_bits)
-    return layer_score(layer_counts, bits, rest)
+    return layer_score(layer_counts, bits, rest, norms or STUDY_NORMS)
 
 
 def _cost(bits: tuple[int, int]) -> tuple[int, int]:

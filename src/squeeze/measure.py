@@ -7,19 +7,22 @@ Counting convention (the thop convention, which reproduces the study's baseline 
   the same count with 2 per BN element.
 
 score = nonzero_params * (q_w/32) / 5.6e6 + ops * max(q_w, q_a) / 32 / 2.8e8   (lower is better)
+5.6e6 and 2.8e8 are the study's normalisers (params' score section: any others, or `auto`).
 """
 from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from . import models
+from . import checkpoint, models
+from .config import SCORE_AUTO, STUDY_NORMS, ScoreConfig
 
-REFERENCE_PARAMS = 5.6e6
-REFERENCE_OPS = 2.8e8
+Norms = tuple[float, float]  # (params_norm, ops_norm): what the score divides the counts by
+REFERENCE_PARAMS, REFERENCE_OPS = STUDY_NORMS
 BN_OPS_PER_ELEMENT = 4
 BITS = {"fp32": (32, 32), "fp16": (16, 16), "int8": (8, 8)}  # (q_w, q_a)
 
@@ -82,9 +85,28 @@ def bits(quant: str) -> tuple[int, int]:
     return found
 
 
-def score(nonzero_params: int, ops: int, quant: str) -> float:
+def score(nonzero_params: int, ops: int, quant: str, norms: Norms = STUDY_NORMS) -> float:
     q_w, q_a = bits(quant)
-    return nonzero_params * (q_w / 32) / REFERENCE_PARAMS + ops * max(q_w, q_a) / 32 / REFERENCE_OPS
+    return nonzero_params * (q_w / 32) / norms[0] + ops * max(q_w, q_a) / 32 / norms[1]
+
+
+def score_norms(score_cfg: ScoreConfig, baseline: Path | None) -> Norms:
+    """(params_norm, ops_norm) of params' score section. `auto`: half the unpruned baseline's own
+    count (its nonzero parameters, its ops; its checkpoint, `baseline`, read only then), so that
+    baseline scores 4.0 in fp32."""
+    given = (score_cfg.params_norm, score_cfg.ops_norm)
+    if SCORE_AUTO not in given:
+        return given
+    if baseline is None:
+        raise ValueError("score normaliser auto needs the baseline checkpoint (--baseline)")
+    model, _ = checkpoint.load_model(baseline)
+    half = (count_nonzero(model) / 2, count_ops(model) / 2)
+    return tuple(h if g == SCORE_AUTO else g for g, h in zip(given, half))
+
+
+def norms_record(norms: Norms) -> dict:
+    """What a metrics file records of the normalisers its score used."""
+    return {"score_params_norm": norms[0], "score_ops_norm": norms[1]}
 
 
 def score_seed(structured: float, unstructured: float, quant: str) -> float:
@@ -130,15 +152,16 @@ def _macs(m: nn.Module, out: torch.Tensor) -> int:
 
 
 def layer_score(layers: dict[str, dict], bits: dict[str, tuple[int, int]],
-                rest: tuple[int, int]) -> float:
-    """The score summed over layers, each at its own (q_w, q_a): nonzero_l * q_w,l / 32 / 5.6e6 +
-    ops_l * max(q_w,l, q_a,l) / 32 / 2.8e8. `layers`: layer_counts; `bits`: per layer name;
-    `rest` (BatchNorm, the "" entry): the type's nominal bits. Uniform bits give score()."""
+                rest: tuple[int, int], norms: Norms = STUDY_NORMS) -> float:
+    """The score summed over layers, each at its own (q_w, q_a): nonzero_l * q_w,l / 32 /
+    params_norm + ops_l * max(q_w,l, q_a,l) / 32 / ops_norm. `layers`: layer_counts; `bits`: per
+    layer name; `rest` (BatchNorm, the "" entry): the type's nominal bits. Uniform bits give
+    score()."""
     total = 0.0
     for name, found in layers.items():
         q_w, q_a = bits[name] if name else rest
-        total += found["nonzero"] * (q_w / 32) / REFERENCE_PARAMS
-        total += found["ops"] * max(q_w, q_a) / 32 / REFERENCE_OPS
+        total += found["nonzero"] * (q_w / 32) / norms[0]
+        total += found["ops"] * max(q_w, q_a) / 32 / norms[1]
     return total
 
 

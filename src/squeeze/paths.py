@@ -8,7 +8,8 @@ from pathlib import Path
 
 # StagePaths field <- the stage's command-line option
 OPTIONS = {"data": "data", "out": "out", "metrics": "out_metrics", "log": "out_log",
-           "resume": "resume", "base": "base", "sensitivity": "sensitivity"}
+           "resume": "resume", "base": "base", "sensitivity": "sensitivity",
+           "baseline": "baseline"}
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class StagePaths:
     resume: Path | None = None        # its per-epoch resume checkpoint (not a DVC output)
     base: Path | None = None          # the model it starts from
     sensitivity: Path | None = None   # the sensitivity CSV (structured pruning)
+    baseline: Path | None = None      # the unpruned baseline (score.*_norm auto: its own counts)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "StagePaths":

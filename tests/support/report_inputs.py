@@ -71,6 +71,7 @@ def fake_model(structured, unstructured, quant: str) -> dict:
         "q_w": BITS.get(quant, 4), "q_a": BITS.get(quant, 4),
         "score": round(3.98778 * keep * BITS.get(quant, 4) / 32, 6),
         "score_seed": round(3.98778 * keep * BITS.get(quant, 4) / 32, 6),
+        "score_params_norm": 5.6e6, "score_ops_norm": 2.8e8,
         "latency_ms_b1": 1.0 + keep, "latency_ms_b32": 10.0 * (1 + keep),
         "latency_threads": 2, "cpu": "test", "size_bytes": int(4e7 * keep * BITS.get(quant, 4) / 32),
         "kernel": "real", "spec": {},

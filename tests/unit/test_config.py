@@ -357,3 +357,26 @@ def test_new_levers_are_validated_with_the_whole_file(params, key, value, allowe
 def test_sensitivity_amounts_are_sorted():
     assert SensitivityConfig.from_params({"amounts": [0.9, 0.1, 0.5], "images": 10}) == \
         SensitivityConfig((0.1, 0.5, 0.9), 10)
+
+
+# ---- score normalisers ----------------------------------------------------------------------
+
+def test_score_normalisers_default_to_the_studys(params):
+    parsed = validate(params)
+    assert (parsed.score.params_norm, parsed.score.ops_norm) == config.STUDY_NORMS == (5.6e6, 2.8e8)
+    assert parsed.score.is_study and not parsed.score.needs_baseline
+
+
+@pytest.mark.parametrize("key", ["score.params_norm", "score.ops_norm"])
+def test_score_normalisers_take_auto_or_a_positive_number(params, key):
+    parsed = validate(with_value(copy.deepcopy(params), key, "auto"))
+    assert parsed.score.needs_baseline and not parsed.score.is_study
+    assert validate(with_value(copy.deepcopy(params), key, 1e6)).score.needs_baseline is False
+    for bad in (0, -5.6e6, "half", True, float("inf"), None):
+        assert_config_error(lambda: validate(with_value(copy.deepcopy(params), key, bad)),
+                            key, repr(bad), "a number > 0 or auto")
+
+
+def test_a_params_file_without_the_score_section_names_it(params):
+    del params["score"]
+    assert_config_error(lambda: validate(params), "key score is missing")

@@ -285,6 +285,22 @@ def test_allocate_lowers_the_layer_that_minds_least_first():
     assert measure.layer_score(counts, found, (8, 8)) <= low
 
 
+@pytest.mark.parametrize("norms,first", [((1.0, 1e12), "a"), ((1e12, 1.0), "b")])
+def test_allocate_weighs_params_and_ops_by_the_scores_normalisers(norms, first):
+    """score.*_norm: the score per bit saved depends on them; with equal losses, the layer whose
+    lowering saves the most score goes first: a (params-heavy) where parameters dominate the
+    score, b (ops-heavy) where operations do."""
+    counts = {"stem": {"nonzero": 10, "ops": 10}, "a": {"nonzero": 100_000, "ops": 1_000},
+              "b": {"nonzero": 1_000, "ops": 100_000}, "head": {"nonzero": 10, "ops": 10},
+              "": {"nonzero": 0, "ops": 0}}
+    same = {"w8a8": 1.0, "w4a4": 1.1, "w2a4": 1.2}
+    top = {n: (8, 8) for n in counts if n}
+    budget = measure.layer_score(counts, top, (8, 8), norms) * 0.9  # one step of either fits
+    found = lowbit.allocate(counts, {"a": same, "b": same}, CANDIDATES, 8, budget, norms=norms)
+    assert found[first] == (4, 4) and found[{"a": "b", "b": "a"}[first]] == (8, 8)
+    assert lowbit.cheapest_score(counts, CANDIDATES, 8, norms=norms) < budget
+
+
 def test_a_budget_below_the_cheapest_bits_is_one_line():
     counts = _toy_counts()
     cheapest = lowbit.cheapest_score(counts, CANDIDATES, 8)

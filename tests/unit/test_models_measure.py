@@ -99,6 +99,37 @@ def test_score_terms():
     assert measure.score(5_600_000, 280_000_000, "int8") == pytest.approx(0.5)
 
 
+def test_score_with_other_normalisers():
+    assert measure.score(1_000, 0, "fp32", (1_000, 1)) == 1.0
+    assert measure.score(0, 8_000, "int8", (1, 1_000)) == 2.0  # 8000 ops x 8/32 / 1000
+    assert measure.score(11_173_962, 557_880_320, "fp32", measure.STUDY_NORMS) == \
+        measure.score(11_173_962, 557_880_320, "fp32")
+
+
+def test_auto_normalisers_are_half_the_baselines_own_counts(tmp_path):
+    """score.params_norm / ops_norm auto: half the unpruned baseline's nonzero parameters and ops
+    (read from its checkpoint), so that baseline scores 4.0 in fp32, 2.0 in fp16, 1.0 in int8, at any
+    width; a number given beside auto is kept."""
+    from squeeze import checkpoint
+    from squeeze.config import ScoreConfig
+
+    model = models.build(ResNetSpec.resnet18(8))
+    path = tmp_path / "baseline.pt"
+    checkpoint.save_model(path, model, {}, epoch=1)
+    params, ops = measure.count_nonzero(model), measure.count_ops(model)
+    auto = measure.score_norms(ScoreConfig("auto", "auto"), path)
+    assert auto == (params / 2, ops / 2)
+    for quant, expected in (("fp32", 4.0), ("fp16", 2.0), ("int8", 1.0)):
+        assert measure.score(params, ops, quant, auto) == expected
+    assert measure.score_norms(ScoreConfig(5.6e6, "auto"), path) == (5.6e6, ops / 2)
+    assert measure.score_norms(ScoreConfig("auto", 2.8e8), path) == (params / 2, 2.8e8)
+    # numbers alone never read the baseline
+    assert measure.score_norms(ScoreConfig(1.0, 2.0), tmp_path / "absent.pt") == (1.0, 2.0)
+    layers = measure.layer_counts(model)
+    assert measure.layer_score(layers, {n: (32, 32) for n in layers if n}, (32, 32), auto) == \
+        pytest.approx(4.0)
+
+
 def test_score_seed():
     assert measure.score_seed(0.5, 0.5, "fp16") == pytest.approx(0.7475, rel=3e-3)
     assert measure.score_seed(0.5, 0.5, "fp16") == pytest.approx(0.747526, abs=1e-6)

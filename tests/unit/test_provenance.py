@@ -90,6 +90,21 @@ def test_describe_says_what_was_measured_and_where():
     assert lines["software (at report time)"].startswith("torch ")
 
 
+def test_describe_names_another_network_and_the_score_normalisers_the_models_used():
+    params = study_params()
+    params["model"].update(arch="torchvision:mobilenet_v2", kwargs={"width_mult": 0.5})
+    assert describe(params)["network"] == ("torchvision:mobilenet_v2 (width_mult=0.5) "
+                                           "(702,346 parameters)")
+    study = dict(provenance.describe(validate(study_params()), {"train_images": 1, "test_images": 1},
+                                     [{**ROWS[0], "score_params_norm": 5.6e6,
+                                       "score_ops_norm": 2.8e8}], [], profiles_dir=PROFILES))
+    assert study["score (measured)"] == ("nonzero_params x q_w/32 / 5,600,000 + ops x max(q_w, "
+                                         "q_a)/32 / 280,000,000 (the study's)")
+    auto = [{**ROWS[0], "score_params_norm": 351_173.0, "score_ops_norm": 1.5e7}]
+    assert provenance.score_line(auto) == ("nonzero_params x q_w/32 / 351,173 + ops x max(q_w, "
+                                           "q_a)/32 / 15,000,000")
+
+
 def test_describe_has_a_row_per_section_with_every_setting_of_the_schema():
     """Generated from the schema, so no setting can be left out: every leaf of params.yaml (the
     grid's lists in their sections) is in the row of its section, as `name value`."""

@@ -396,6 +396,30 @@ def test_run_quantize_evaluate_scores_scale_with_bits(evaluated):
     assert int8["size_bytes"] < fp16["size_bytes"] < fp32["size_bytes"]
 
 
+def test_run_quantize_scores_with_params_score_normalisers(evaluate_inputs, trained, tmp_path):
+    """score.*_norm auto: the stage divides by half the baseline's own counts (the unpruned
+    checkpoint it is given) and records what it divided by; the study's are recorded too."""
+    from squeeze.config import ScoreConfig
+
+    base, prepared, sparse = evaluate_inputs
+    baseline = tmp_path / "baseline.pt"
+    checkpoint.save_model(baseline, trained[0], {}, epoch=1)
+    paths = StagePaths(prepared, tmp_path / "q.pt", tmp_path / "q.json", base=base,
+                       baseline=baseline)
+    auto = quantized.run(0.5, 0.5, "fp16", None, EVAL_CFG, paths, device="cpu",
+                         score_cfg=ScoreConfig("auto", "auto"))
+    half = (measure.count_nonzero(trained[0]) / 2, measure.count_ops(trained[0]) / 2)
+    assert (auto["score_params_norm"], auto["score_ops_norm"]) == half
+    nonzero, ops = measure.count_nonzero(sparse), measure.count_ops(sparse)
+    assert auto["score"] == round(nonzero * 0.5 / half[0] + ops * 0.5 / half[1], 6)
+    # fp16 halves both terms: ~half the weights left -> ~0.5 of its 2.0, all the ops -> 1.0 of 2.0
+    assert auto["score"] == pytest.approx(1.5, abs=0.01)
+    study = quantized.run(0.5, 0.5, "fp16", None, EVAL_CFG, paths, device="cpu",
+                          score_cfg=ScoreConfig(5.6e6, 2.8e8))
+    assert (study["score_params_norm"], study["score_ops_norm"]) == (5.6e6, 2.8e8)
+    assert study["score"] == round(measure.score(nonzero, ops, "fp16"), 6)
+
+
 def test_score_seed_reference():
     assert measure.score_seed(0.5, 0.5, "fp16") == pytest.approx(0.7475, rel=3e-3)
     assert measure.score_seed(0.0, 0.0, "fp32") == pytest.approx(

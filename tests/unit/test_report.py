@@ -308,7 +308,7 @@ def test_dvc_yaml_declares_the_report_stage_metrics_and_plots():
     stage = pipeline["stages"]["report"]
     # the grid, and every section the "Run" table of tradeoff.md describes
     assert set(stage["params"]) == {"data", "model", "train", "finetune", "prune", "quantize",
-                                    "evaluate", "sensitivity"}
+                                    "score", "evaluate", "sensitivity"}
     assert {"metrics", "profiles", "src/squeeze/report/provenance.py"} <= set(stage["deps"])
     # plain, cached outputs: DVC keeps no run-cache entry for a stage with a `cache: false` one,
     # and the run-cache is how another machine or a fresh clone restores the report
@@ -367,3 +367,27 @@ def test_a_model_name_is_read_back_by_the_module_that_writes_it():
     for bad in ["x", "s0.5-x", "s0.5-u0.3-int8-1", "", "u0.5"]:
         with pytest.raises(ValueError, match="not a model name"):
             names.parse(bad)
+
+
+def test_the_report_carries_the_score_normalisers_its_models_used(tmp_path):
+    """score.*_norm: the study's leave Report.score_norms None (the figures' axes say "score,
+    measured" as before); others are carried to the axes and the CSV; models that disagree
+    cannot share an axis: one line naming the rerun."""
+    metrics = write_inputs(tmp_path / "study", QUICK_GRID)
+    assert tradeoff.load(QUICK_GRID, metrics).score_norms is None
+    metrics = write_inputs(tmp_path / "auto", QUICK_GRID)
+    for path in (metrics / "models").glob("*.json"):
+        found = json.loads(path.read_text())
+        path.write_text(json.dumps({**found, "score_params_norm": 351_173.0,
+                                    "score_ops_norm": 1.5e7}))
+    report = tradeoff.load(QUICK_GRID, metrics)
+    assert report.score_norms == (351_173.0, 1.5e7)
+    assert {(r["score_params_norm"], r["score_ops_norm"]) for r in report.rows} == {
+        (351_173.0, 1.5e7)}
+    label = figures.figure_tradeoff_final(report).axes[0].get_xlabel()
+    assert label == "score, measured: params/351,173 + ops/15,000,000 (log; lower is better)"
+    one = next((metrics / "models").glob("*.json"))
+    one.write_text(json.dumps({**json.loads(one.read_text()), "score_ops_norm": 2.8e8}))
+    with pytest.raises(ConfigError, match="different normalisers") as info:
+        tradeoff.load(QUICK_GRID, metrics)
+    assert "\n" not in str(info.value)

@@ -165,9 +165,14 @@ def _float_rows(rows: Sequence[Mapping]) -> list[Mapping]:
     return [r for r in rows if r["quant"] == "fp32"]
 
 
-def _tradeoff_axes(ax: "Axes", title: str, score: str = "score") -> None:
+def _tradeoff_axes(ax: "Axes", title: str, score: str = "score",
+                   norms: tuple[float, float] | None = None) -> None:
+    """norms: the measured score's (params_norm, ops_norm) where they are not the study's."""
     label = ("score, measured (log; lower is better)" if score == "score" else
              "score, the study's nominal formula (log; lower is better)")
+    if score == "score" and norms:
+        label = (f"score, measured: params/{norms[0]:,.0f} + ops/{norms[1]:,.0f} "
+                 "(log; lower is better)")
     ax.set(title=title, xlabel=label, ylabel="test accuracy")
     log_axis(ax)
     ax.grid(alpha=0.3)
@@ -246,7 +251,7 @@ def figure_tradeoff_structured(report: Report) -> "Figure":
     for r in rows:
         ax.annotate(model_name(r["structured"]), (r["score"], r["accuracy"]),
                     textcoords="offset points", xytext=(5, 4))
-    _tradeoff_axes(ax, "Trade-off after structured pruning (fp32)")
+    _tradeoff_axes(ax, "Trade-off after structured pruning (fp32)", norms=report.score_norms)
     _note_if_empty(ax, "fp32 model with unstructured 0")
     note(fig, interval_note(report.test_images))
     return fig
@@ -257,7 +262,8 @@ def figure_tradeoff_unstructured(report: Report) -> "Figure":
     for amount, rows in _by(_float_rows(report.rows), "structured").items():
         accuracy_line(ax, rows, "score", "accuracy", report.test_images, bars=True,
                       label=f"base structured {amount:g}")
-    _tradeoff_axes(ax, "Trade-off after unstructured pruning, per structured base (fp32)")
+    _tradeoff_axes(ax, "Trade-off after unstructured pruning, per structured base (fp32)",
+                   norms=report.score_norms)
     _note_if_empty(ax, "fp32 model")
     _legend(ax)
     note(fig, interval_note(report.test_images))
@@ -292,7 +298,8 @@ def figure_tradeoff_final(report: Report) -> "Figure":
     measured.step([r["score"] for r in pareto], [r["accuracy"] for r in pareto], where="post",
                   color="black", linewidth=1, label="Pareto front")
     if report.network:  # the study's nominal score scales ResNet-18's counts: not this network's
-        _tradeoff_axes(measured, f"{report.network}, measured score, with its Pareto front")
+        _tradeoff_axes(measured, f"{report.network}, measured score, with its Pareto front",
+                       norms=report.score_norms)
         _legend(measured)
         nominal.axis("off")
         nominal.text(0.5, 0.5, f"The study's nominal score (score_seed) scales ResNet-18's\n"
@@ -302,7 +309,8 @@ def figure_tradeoff_final(report: Report) -> "Figure":
                      color="dimgrey")
         note(fig, interval_note(n))
         return fig
-    _tradeoff_axes(measured, "This run, measured score, with its Pareto front")
+    _tradeoff_axes(measured, "This run, measured score, with its Pareto front",
+                   norms=report.score_norms)
     # the study's formula does not apply to mixed bits (a low-bit model with 8-bit ends)
     _scatter_by_quant(nominal, [r for r in report.rows if r["score_seed"] is not None],
                       "score_seed", n)

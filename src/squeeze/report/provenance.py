@@ -13,7 +13,7 @@ from dataclasses import fields
 from typing import Any, Mapping, Sequence
 
 from .. import profiles
-from ..config import Hidden, Params, UndeclaredParam, value_at
+from ..config import ARCH_DEFAULT, STUDY_NORMS, Hidden, Params, UndeclaredParam, value_at
 
 SOFTWARE = ("torch", "torchvision", "torch-pruning", "dvc")
 
@@ -115,6 +115,20 @@ def settings(params: Params) -> list[tuple[str, str]]:
     return rows
 
 
+def _kwargs(kwargs) -> str:
+    return f" ({', '.join(f'{k}={v}' for k, v in kwargs.items())})" if kwargs else ""
+
+
+def score_line(rows: Sequence[Mapping]) -> str:
+    """What the measured score divides the counts by, as the metrics recorded it."""
+    norms = {(r.get("score_params_norm"), r.get("score_ops_norm")) for r in rows}
+    if len(norms) != 1 or None in next(iter(norms)):
+        return "nonzero_params x q_w/32 / params_norm + ops x max(q_w, q_a)/32 / ops_norm"
+    p, o = norms.pop()
+    which = " (the study's)" if (p, o) == STUDY_NORMS else ""
+    return (f"nonzero_params x q_w/32 / {p:,.0f} + ops x max(q_w, q_a)/32 / {o:,.0f}{which}")
+
+
 def describe(params: Params, prepared: Mapping, rows: Sequence[Mapping],
              curves: Sequence[Mapping], profiles_dir: Path = profiles.PROFILE_DIR
              ) -> list[tuple[str, str]]:
@@ -134,7 +148,10 @@ def describe(params: Params, prepared: Mapping, rows: Sequence[Mapping],
         ("profile", profile),
         ("images", f"{source}: {prepared['train_images']:,} train / "
                    f"{prepared['test_images']:,} test images"),
-        ("network", f"ResNet-18, width {params.model.width}{size}"),
+        ("network", (f"ResNet-18, width {params.model.width}{size}"
+                     if params.model.arch == ARCH_DEFAULT
+                     else f"{params.model.arch}{_kwargs(params.model.kwargs)}{size}")),
+        ("score (measured)", score_line(rows)),
         ("training time (measured)", training_time(curves)),
         ("accuracy computed on", "; ".join(computed) or "unknown"),
         ("latency measured on", "; ".join(machines) or "unknown"),

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ..config import ConfigError, Grid
+from ..config import STUDY_NORMS, ConfigError, Grid
 from ..fsutil import read_json, write_json, write_text
 from ..history import HISTORY_COLUMNS, read_history
 from ..names import file_stem, metrics_file, model_name
@@ -39,7 +39,8 @@ MODEL_COLUMNS = ("structured", "unstructured", "quant", "accuracy", "score", "sc
                  "params", "nonzero_params", "sparsity", "ops", "latency_ms_b1", "latency_ms_b32",
                  "latency_ms_b1_q1", "latency_ms_b1_q3", "latency_ms_b32_q1", "latency_ms_b32_q3",
                  "latency_repeats", "latency_threads", "cpu", "size_bytes", "device", "device_name", "precision",
-                 "runtime", "kernel")
+                 "runtime", "kernel", "score_params_norm", "score_ops_norm")
+# score_params_norm/score_ops_norm: what its score divided the counts by (params' score section)
 # accuracy_low/high: the 95% binomial (Wilson) interval of the accuracy on the test set's size,
 # the noise of one measurement; checkpoint: the quantized model's file in the workspace
 # bits: a low-bit model's layers per bit width ("w8a8 x2, w4a4 x17"), blank for the others
@@ -112,6 +113,7 @@ class Report:
     sensitivity: list[dict] = ()  # one per (filter group, amount): the sensitivity stage's rows
     test_images: int | None = None  # the test set's size: the 95% interval of every accuracy
     network: str | None = None  # model.arch where it is not the study's ResNet-18
+    score_norms: tuple[float, float] | None = None  # (params, ops) norms, where not the study's
 
     def summary(self) -> dict:
         return summarize(self.rows)
@@ -124,10 +126,23 @@ def load(grid: Grid, metrics_dir: Path, test_images: int | None = None) -> Repor
     logs = log_files(grid, metrics_dir / "train")
     sensitivity = metrics_dir / SENSITIVITY_FILE
     require_files(metric_files(grid, metrics_dir) + [path for _, path in logs] + [sensitivity])
-    return Report(rows=with_pareto([joined(grid, metrics_dir, *point, test_images)
-                                    for point in grid.points()]),
-                  curves=[row for run, path in logs for row in read_log(path, run)],
-                  sensitivity=read_sensitivity(sensitivity), test_images=test_images)
+    rows = with_pareto([joined(grid, metrics_dir, *point, test_images) for point in grid.points()])
+    return Report(rows=rows, curves=[row for run, path in logs for row in read_log(path, run)],
+                  sensitivity=read_sensitivity(sensitivity), test_images=test_images,
+                  score_norms=score_norms(rows))
+
+
+def score_norms(rows: Sequence[Mapping]) -> tuple[float, float] | None:
+    """The (params, ops) normalisers every row's score used; None where they are the study's (or
+    not recorded: metrics older than the score section). Rows that disagree: one line, since
+    their scores cannot share an axis."""
+    found = {(r.get("score_params_norm"), r.get("score_ops_norm")) for r in rows}
+    if len(found) > 1:
+        raise MissingInputError(f"the models' scores use different normalisers "
+                                f"{sorted(found, key=str)}; rerun the quantize stages (dvc "
+                                "repro) so they share params' score")
+    norms = found.pop() if found else (None, None)
+    return None if None in norms or norms == STUDY_NORMS else norms
 
 
 def joined(grid: Grid, metrics_dir: Path, s, u, q, test_images: int | None = None) -> dict:

@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 
 from .. import checkpoint, device as devices, lowbit, measure, recovery, train
-from ..config import MIXED_PREFIX, MixedConfig, QatConfig, QatTrainConfig
+from ..config import MIXED_PREFIX, MixedConfig, QatConfig, QatTrainConfig, ScoreConfig
 from ..fsutil import write_json
 from ..history import write_history
 from ..names import model_name
@@ -19,13 +19,13 @@ MIXED_REST = (8, 8)   # the bits a per-layer-bits model's BatchNorm is counted a
 
 
 def _mixed_budget(model, name: str, budget: float, qat_cfg: QatConfig,
-                  mixed_cfg: MixedConfig) -> dict:
+                  mixed_cfg: MixedConfig, norms: measure.Norms) -> dict:
     """The score budget of wmix<budget>: `budget` x the model's int8 score; one line where even
     the cheapest candidate everywhere does not reach it (before any measurement)."""
     per_layer = measure.layer_counts(model)
-    int8 = measure.layer_score(per_layer, {n: (8, 8) for n in per_layer if n}, (8, 8))
+    int8 = measure.layer_score(per_layer, {n: (8, 8) for n in per_layer if n}, (8, 8), norms)
     cheapest = lowbit.cheapest_score(per_layer, list(mixed_cfg.candidates), qat_cfg.ends_bits,
-                                     MIXED_REST)
+                                     MIXED_REST, norms)
     if cheapest > budget * int8:
         raise lowbit.LowBitError(
             f"quantize.mix_budgets: {budget:g} is not reachable by {name}: every layer at its "
@@ -37,16 +37,18 @@ def _mixed_budget(model, name: str, budget: float, qat_cfg: QatConfig,
 
 def run(structured: float, unstructured: float, quant: str, qat_cfg: QatConfig,
         finetune_cfg: QatTrainConfig, paths: StagePaths, device: str | None = None,
-        mixed_cfg: MixedConfig | None = None) -> dict:
-    """quant: a wXaY type, or wmix<budget> (per-layer bits by `mixed_cfg`)."""
+        mixed_cfg: MixedConfig | None = None, score_cfg: ScoreConfig | None = None) -> dict:
+    """quant: a wXaY type, or wmix<budget> (per-layer bits by `mixed_cfg`). score_cfg: the score
+    section (None: the study's normalisers)."""
     mixed = lowbit.is_mixed(quant)
     q_w, q_a = (None, None) if mixed else measure.bits(quant)  # a bad type: one line, no work
+    norms = measure.score_norms(score_cfg, paths.baseline) if score_cfg else measure.STUDY_NORMS
     model, payload = checkpoint.load_model(paths.base)
     data = load_data(paths.data, device)
     model.to(data.device)
     name = model_name(structured, unstructured, quant)
     mix = _mixed_budget(model.cpu(), name, float(quant[len(MIXED_PREFIX):]), qat_cfg,
-                        mixed_cfg) if mixed else None  # an unreachable budget: before any work
+                        mixed_cfg, norms) if mixed else None  # unreachable: before any work
     model.to(data.device)
     accuracy_float = measured(model, data)
     spec = model.spec
@@ -59,7 +61,7 @@ def run(structured: float, unstructured: float, quant: str, qat_cfg: QatConfig,
         losses = lowbit.sensitivity(model, list(mixed_cfg.candidates), qat_cfg.ends_bits,
                                     calibration, held)
         bits = lowbit.allocate(mix["layers"], losses, list(mixed_cfg.candidates),
-                               qat_cfg.ends_bits, mix["budget_score"])
+                               qat_cfg.ends_bits, mix["budget_score"], norms=norms)
         mix = {k: v for k, v in mix.items() if k != "layers"} | {"layer_loss": losses}
     else:
         bits = lowbit.layer_bits(model, quant, qat_cfg.ends_bits)
@@ -101,7 +103,9 @@ def run(structured: float, unstructured: float, quant: str, qat_cfg: QatConfig,
         **({"mix": mix} if mixed else {}),
         # every layer at its own bits (BatchNorm at the type's; mixed: 8); the study's formula
         # only where the bits are uniform
-        "score": round(measure.layer_score(per_layer, bits, MIXED_REST if mixed else (q_w, q_a)), 6),
+        "score": round(measure.layer_score(per_layer, bits, MIXED_REST if mixed else (q_w, q_a),
+                                           norms), 6),
+        **measure.norms_record(norms),
         "score_seed": (round(measure.score_seed(structured, unstructured, quant), 6)
                        if uniform else None),
         # no kernel runs it: no latency and no file that ships (never the float model's figures)

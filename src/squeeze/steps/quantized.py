@@ -9,7 +9,7 @@ import torch
 
 from .. import checkpoint, device as devices, measure, quantize
 from ..batches import DeviceData
-from ..config import EvaluateConfig, Int8Config
+from ..config import EvaluateConfig, Int8Config, ScoreConfig
 from ..evaluation import accuracy
 from ..fsutil import write_json
 from ..names import model_name
@@ -23,10 +23,13 @@ PRECISION = {("fp32", "cpu"): "fp32", ("fp32", "cuda"): "fp32",
 
 
 def run(structured: float, unstructured: float, quant: str, int8_cfg: Int8Config | None,
-        eval_cfg: EvaluateConfig, paths: StagePaths, device: str | None = None) -> dict:
-    """int8_cfg: the quantize.int8 section (None for fp32 and fp16, which have no settings)."""
+        eval_cfg: EvaluateConfig, paths: StagePaths, device: str | None = None,
+        score_cfg: ScoreConfig | None = None) -> dict:
+    """int8_cfg: the quantize.int8 section (None for fp32 and fp16, which have no settings).
+    score_cfg: the score section (None: the study's normalisers)."""
     if quant == "int8":
         quantize.check_engine(int8_cfg.engine)  # one line before any work where one is missing
+    norms = measure.score_norms(score_cfg, paths.baseline) if score_cfg else measure.STUDY_NORMS
     float_model, payload = checkpoint.load_model(paths.base)
     float_model.eval()
     spec = float_model.spec
@@ -62,7 +65,8 @@ def run(structured: float, unstructured: float, quant: str, int8_cfg: Int8Config
         "precision": ("int8, weights in 7 bits" if quant == "int8" and int8_cfg.reduce_range
                       else PRECISION.get((quant, data.device.type), quant)),
         **counts, "sparsity": round(sparsity, 6), "q_w": q_w, "q_a": q_a,
-        "score": round(measure.score(counts["nonzero_params"], counts["ops"], quant), 6),
+        "score": round(measure.score(counts["nonzero_params"], counts["ops"], quant, norms), 6),
+        **measure.norms_record(norms),
         "score_seed": round(measure.score_seed(structured, unstructured, quant), 6),
         **latency, "latency_threads": eval_cfg.latency_threads,
         "latency_repeats": eval_cfg.latency_repeats, "cpu": devices.cpu_name(),
