@@ -32,11 +32,14 @@ copy, so that an int8 file stays a quarter of its float model's size on disk).
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import io
 import itertools
 import importlib.util
 import logging
 import os
+import re
 import tempfile
 from typing import Iterable
 
@@ -108,6 +111,83 @@ def _without_machine_metadata(proto) -> None:
             graphs += [g for a in node.attribute for g in a.graphs]
 
 
+def first_line(err: BaseException) -> str:
+    """An exception as one short line: its innermost cause's first line (the exporter wraps the
+    reason in a generic "Failed to export" error), without terminal colours; its type where it
+    has no message."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
+
+
+def _onnx_exports(module: nn.Module, args: tuple) -> None:
+    torch.onnx.export(module, args, dynamo=True, opset_version=OPSET, verbose=False,
+                      report=False)
+
+
+def failing_layer(model: nn.Module, example: tuple, attempt, err: BaseException
+                  ) -> tuple[str, str]:
+    """(where, why) of a whole-model export that raised `err`: the innermost layer whose own
+    export fails, found by exporting submodules alone on the inputs they received in one forward
+    pass, children before their parent; `where` names it and its class ("layer features.3
+    (Gate)"), or the model's own forward where every child exports alone. `attempt(module,
+    args)` is the export, raising on failure. Only run after a failure (it exports repeatedly)."""
+    model = model.cpu().eval()
+    inputs: dict[str, tuple] = {}
+    odd: set[str] = set()  # those returning something other than tensors: not exported alone
+
+    def keep(name: str):
+        def hook(_module, args) -> None:
+            inputs.setdefault(name, args)  # the first call's (a module may be called twice)
+        return hook
+
+    def returned(name: str):
+        def hook(_module, _args, out) -> None:
+            outs = out if isinstance(out, (tuple, list)) else (out,)
+            if not all(isinstance(o, torch.Tensor) for o in outs):
+                odd.add(name)
+        return hook
+
+    hooks = [h for name, m in model.named_modules() if name
+             for h in (m.register_forward_pre_hook(keep(name)),
+                       m.register_forward_hook(returned(name)))]
+    try:
+        with torch.no_grad():
+            model(*example)
+    except Exception:
+        pass  # the layers reached before the error are still searched
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+    def fails(module: nn.Module, args: tuple) -> BaseException | None:
+        quiet = io.StringIO()  # each failing try would print its traced graph again
+        try:
+            with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+                attempt(module, args)
+        except Exception as found:  # noqa: BLE001 - any exporter error marks the layer
+            return found
+        return None
+
+    name, module, why = "", model, err
+    while True:
+        for child_name, child in module.named_children():
+            full = f"{name}.{child_name}" if name else child_name
+            args = inputs.get(full)
+            if args is None or full in odd or not all(isinstance(a, torch.Tensor) for a in args):
+                continue
+            found = fails(child, args)
+            if found is not None:
+                name, module, why = full, child, found
+                break
+        else:
+            break
+    cls = type(module).__name__
+    where = f"layer {name} ({cls})" if name else f"the model's own forward ({cls})"
+    return where, first_line(why)
+
+
 def to_onnx(model: nn.Module, image_size: int | None = None) -> bytes:
     """The float model as ONNX (opset 18, input "images" with a dynamic batch, output "logits"),
     by the torch.export-based exporter (BatchNorm folded into the convolutions); the same bytes
@@ -120,8 +200,8 @@ def to_onnx(model: nn.Module, image_size: int | None = None) -> bytes:
                                     dynamic_shapes=({0: torch.export.Dim("batch")},),
                                     verbose=False, report=False)
     except Exception as err:  # the exporter raises many types; one line for the user
-        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise QuantizationError(f"ONNX export failed: {first}") from None
+        where, why = failing_layer(model, example, _onnx_exports, err)
+        raise QuantizationError(f"ONNX export failed at {where}: {why}") from None
     proto = program.model_proto
     _without_machine_metadata(proto)
     return proto.SerializeToString()

@@ -33,6 +33,28 @@ def test_a_torchscript_archive_is_not_named_after_its_temporary_file(tmp_path):
         assert torch.allclose(out, model(x), atol=1e-5)
 
 
+def test_a_torchscript_trace_that_fails_names_the_layer_in_one_line(tmp_path, monkeypatch):
+    """torch.jit.trace raises for the layer it cannot trace (a stand-in refuses BatchNorm here):
+    the export is one ExportError naming that layer, and nothing is written."""
+    from torch import nn
+
+    real = torch.jit.trace
+
+    def refuses_batchnorm(module, example, *args, **kwargs):
+        if any(isinstance(m, nn.BatchNorm2d) for m in module.modules()):
+            raise RuntimeError("Tracer cannot infer type of output\nmore")
+        return real(module, example, *args, **kwargs)
+
+    monkeypatch.setattr(torch.jit, "trace", refuses_batchnorm)
+    model = models.build(models.ResNetSpec.resnet18(width=4)).eval()
+    path = tmp_path / "model.pt"
+    with pytest.raises(ExportError) as info:
+        _write(model, "fp32", "torchscript", torch.randn(3, 3, 32, 32), path)
+    assert str(info.value) == ("TorchScript trace failed at layer bn1 (BatchNorm2d): Tracer "
+                               "cannot infer type of output")
+    assert not path.exists()
+
+
 # ---- ONNX: fp32, fp16 through the torch.export-based exporter; int8 as its quantize stage made it
 
 @pytest.fixture(scope="module")

@@ -441,8 +441,76 @@ def test_a_failed_onnx_export_is_one_line_and_nothing_is_left(monkeypatch, small
     monkeypatch.setattr(torch.onnx, "export", broken)
     with pytest.raises(quantize.QuantizationError) as info:
         quantize.to_int8(fresh_model(), small_data.calibration_batches(32, 1, seed=0), INT8_CFG)
-    assert str(info.value) == "ONNX export failed: Failed to export the model with torch.export."
+    # every try fails here, so the search ends at the first leaf the forward pass reaches
+    assert str(info.value) == ("ONNX export failed at layer conv1 (Conv2d): Failed to export the "
+                               "model with torch.export.")
     assert scratch() == before
+
+
+class Gate(torch.nn.Module):
+    """Data-dependent control flow: eager PyTorch runs it, torch.export cannot trace it."""
+
+    def forward(self, x):
+        return x if x.mean() > 0 else -x
+
+
+def gated_net() -> torch.nn.Module:
+    from torch import nn
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                         nn.Sequential(nn.Identity(), Gate()), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(8, 10))
+
+
+def test_an_onnx_export_that_fails_names_the_layer_and_why_in_one_line(small_data):
+    """int8 starts from the ONNX file: a layer the exporter cannot convert is named, with the
+    exporter's innermost reason, in one line; the eager model itself runs."""
+    model = gated_net()
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(quantize.QuantizationError) as info:
+        quantize.to_int8(model, small_data.calibration_batches(32, 1, seed=0), INT8_CFG)
+    message = str(info.value)
+    assert message.startswith("ONNX export failed at layer 3.1 (Gate): Could not guard on "
+                              "data-dependent expression"), message
+    assert "\n" not in message and "\x1b" not in message
+
+
+def test_failing_layer_searches_children_before_their_parent():
+    """quantize.failing_layer with a stand-in export: the innermost module that fails alone is
+    named; a parent whose children all export is named itself (its own forward); a module that
+    returns something other than tensors is never tried alone; the reason is the failing try's."""
+    from torch import nn
+
+    class Pair(nn.Module):  # returns a dict: its parent unpacks it
+        def forward(self, x):
+            return {"x": x}
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pair, self.conv, self.gate = Pair(), nn.Conv2d(8, 8, 1), Gate()
+
+        def forward(self, x):
+            return self.gate(self.conv(self.pair(x)["x"]))
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 1), Block(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    example = (torch.randn(2, 3, 8, 8),)
+    tried = []
+
+    def refuses(*kinds):
+        def attempt(module, args):
+            tried.append(type(module).__name__)
+            if isinstance(module, kinds) or isinstance(module, Pair):
+                raise RuntimeError(f"no {type(module).__name__}\nmore")
+        return attempt
+
+    whole = RuntimeError("whole")
+    assert quantize.failing_layer(model, example, refuses(Gate, Block), whole) == (
+        "layer 1.gate (Gate)", "no Gate")
+    assert "Pair" not in tried
+    assert quantize.failing_layer(model, example, refuses(Block), whole) == (
+        "layer 1 (Block)", "no Block")
+    assert quantize.failing_layer(model, example, refuses(), whole) == (
+        "the model's own forward (Sequential)", "whole")
 
 
 def test_the_quantize_step_on_openvino_measures_a_repeatable_accuracy(tmp_path, evaluate_inputs):

@@ -97,12 +97,21 @@ def export(checkpoint: str | Path, fmt: str, out: str | Path, data_path: str | P
             "runtime": getattr(model, "squeeze_runtime", None), "size_bytes": out.stat().st_size}
 
 
+def _traces(module: torch.nn.Module, args: tuple) -> None:
+    with torch.no_grad():
+        torch.jit.trace(module, args)
+
+
 def _write(model, quant: str, fmt: str, x: torch.Tensor, path: Path) -> torch.Tensor:
     """Write the export to `path`; return the exported file's logits for `x`."""
     example = x[:2]
     if fmt == "torchscript":
-        with torch.no_grad():
-            traced = torch.jit.trace(model, example)
+        try:
+            with torch.no_grad():
+                traced = torch.jit.trace(model, example)
+        except Exception as err:  # the tracer raises many types; one line naming the layer
+            where, why = quantize.failing_layer(model, (example,), _traces, err)
+            raise ExportError(f"TorchScript trace failed at {where}: {why}") from None
         # through a buffer: a path would name the archive's inner folder after the temporary
         # file (a random name), so two exports of one model would differ in bytes
         buffer = io.BytesIO()
