@@ -194,9 +194,10 @@ def _fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, *, name: str,
     for epoch in range(start_epoch, cfg.epochs):
         lr = loop.optimizer.param_groups[0]["lr"]
         started = time.perf_counter()
-        loss, correct, seen = _train_epoch(model, data, cfg, loop, constraint, loss_fn,
-                                           f"{name} {epoch + 1}/{cfg.epochs}",
-                                           lambda images: eta.batch(images, cfg.epochs - epoch))
+        with _epoch_rng(cfg.seed, epoch, device):
+            loss, correct, seen = _train_epoch(model, data, cfg, loop, constraint, loss_fn,
+                                               f"{name} {epoch + 1}/{cfg.epochs}",
+                                               lambda images: eta.batch(images, cfg.epochs - epoch))
         if not math.isfinite(loss):
             raise TrainingDiverged(
                 f"{name}: loss became {loss} in epoch {epoch + 1}; lower the learning rate "
@@ -220,6 +221,18 @@ def _fit(model: nn.Module, data: DeviceData, cfg: TrainConfig, *, name: str,
         Path(resume_path).unlink(missing_ok=True)
     model.to(memory_format=torch.contiguous_format)
     return result
+
+
+@contextlib.contextmanager
+def _epoch_rng(seed: int, epoch: int, device: torch.device):
+    """torch's global RNG, which layers such as Dropout draw from, seeded from (seed, epoch) for
+    one epoch and restored after: a fine-tune in a fresh process (whose global seed is random)
+    repeats, and a resumed run draws what the uninterrupted one did. The shuffling and the
+    augmentation draw from the fit's own generator, not from this."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed * 1_000_003 + epoch)
+        yield
 
 
 @dataclass

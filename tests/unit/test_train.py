@@ -191,6 +191,44 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, small_data):
     assert list(resume.parent.iterdir()) == [], "and no temporary files are left"
 
 
+def dropout_net(seed: int = 0) -> torch.nn.Module:
+    """A classifier that draws from torch's global RNG while it trains (as vgg11_bn does)."""
+    from torch import nn
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                         nn.Flatten(), nn.Dropout(0.5), nn.Linear(32, 10))
+
+
+def test_dropout_draws_repeat_whatever_the_global_rng_held(tmp_path, small_data):
+    """A stage process starts with a random global seed; the fine-tune stages do not seed it
+    themselves, so each epoch's draws (Dropout) come from (cfg.seed, epoch): two fits of the same
+    model from different global states give the same weights, a resumed fit too, and the
+    caller's global RNG is left as it was."""
+    cfg = config(epochs=3, seed=7)
+    runs = []
+    for state in (1, 2):
+        model = dropout_net()
+        torch.manual_seed(state)
+        before = torch.get_rng_state()
+        train.fit(model, small_data, cfg, name="t")
+        assert torch.equal(torch.get_rng_state(), before), "the caller's RNG is restored"
+        runs.append(model)
+    assert_same_weights(runs[0], runs[1])
+    other = dropout_net()
+    train.fit(other, small_data, config(epochs=3, seed=8), name="t")
+    assert not all(torch.equal(a, b) for a, b in zip(other.state_dict().values(),
+                                                     runs[0].state_dict().values()))
+    resume = tmp_path / "resume.pt"
+    interrupted = device_data(256, 100)
+    interrupt_in_epoch(interrupted, epoch=2)
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(dropout_net(), interrupted, cfg, name="t", resume_path=resume)
+    resumed = dropout_net()
+    torch.manual_seed(3)
+    train.fit(resumed, small_data, cfg, name="t", resume_path=resume)
+    assert_same_weights(resumed, runs[0])
+
+
 def test_resume_checkpoint_of_other_settings_is_ignored(tmp_path, small_data):
     resume = tmp_path / "resume.pt"
     interrupted_data = device_data(256, 100)
