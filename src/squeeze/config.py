@@ -528,6 +528,10 @@ class Params(Section):
                        f"{IMAGE_SIZE} with model.arch {ARCH_DEFAULT} (its head pools a 4x4 map of "
                        f"{IMAGE_SIZE}x{IMAGE_SIZE} images); other sizes need another model.arch")
         if params.model.arch != ARCH_DEFAULT:
+            if params.export.score == "score_seed":
+                raise _bad("export.score", "score_seed",
+                           f"score with model.arch {params.model.arch} (score_seed, the study's "
+                           f"nominal formula, scales {ARCH_DEFAULT}'s counts)")
             for name, study in RESNET_ONLY.items():
                 if getattr(params.prune.structured, name) != study:
                     raise _bad(f"prune.structured.{name}", getattr(params.prune.structured, name),

@@ -272,6 +272,29 @@ def test_low_bit_types_run_as_qat_stages_beside_the_cached_grid(quick_run):
     assert changed_stages(repo, env) == set()
 
 
+def test_auto_score_normalisers_rescore_the_cached_grid(quick_run):
+    """score.params_norm/ops_norm auto: only the stages that compute or read a score would run
+    (the baseline, pruning and fine-tunes are reused); the baseline's own fp32 model then scores
+    4.0, divided by half its own nonzero parameters and ops."""
+    repo, env, _ = quick_run
+    structured, unstructured, types = grid(repo)
+    before = metrics(repo, "models/s0-u0-fp32.json")
+    with params_set(repo, env, ("score.params_norm", "auto"), ("score.ops_norm", "auto")):
+        dry = run(["dvc", "repro", "--dry"], repo, env)
+        would = set(re.findall(r"Running stage '([^']+)'", dry))
+        expected = {f"quantize@{s}-{u}-{q}" for s in structured for u in unstructured
+                    for q in types}
+        assert would - {"export"} == expected | {"report", "check_params"}, dry[-3000:]
+        run(["dvc", "repro", "--single-item", "quantize@0-0-fp32"], repo, env)
+        found = metrics(repo, "models/s0-u0-fp32.json")
+        assert found["score"] == 4.0 != before["score"]
+        assert (found["score_params_norm"], found["score_ops_norm"]) == (
+            found["nonzero_params"] / 2, found["ops"] / 2)
+        assert found["accuracy"] == before["accuracy"]
+    assert metrics(repo, "models/s0-u0-fp32.json") == before
+    assert changed_stages(repo, env) == set()
+
+
 def test_a_bad_value_on_a_fresh_clone_fails_in_the_first_stage(tmp_path):
     """A bad grid value is reported by the first stage, check_params, before any data is read or
     any model trained."""

@@ -80,6 +80,35 @@ def test_the_resnet_levers_fail_in_one_line_on_other_archs(study_params, lever, 
     assert "torchvision:mobilenet_v2" in str(err.value)
 
 
+def test_the_studys_nominal_score_is_refused_as_the_export_score_of_another_arch(study_params):
+    study_params["model"]["arch"] = "torchvision:mobilenet_v2"
+    study_params["export"]["score"] = "score_seed"
+    with pytest.raises(ConfigError) as err:
+        Params.parse(study_params)
+    assert "export.score = 'score_seed'" in one_line(err.value) and "score with" in str(err.value)
+
+
+def test_another_arch_gets_no_study_nominal_score(tmp_path):
+    """score_seed scales ResNet-18's counts by the amounts: for another network the quantize step
+    writes none (blank in the report), and its measured score as for any model."""
+    from squeeze import data
+    from squeeze.config import EvaluateConfig
+    from squeeze.paths import StagePaths
+    from squeeze.prepared import save as save_dataset
+    from squeeze.steps import quantized
+
+    spec = models.spec_for("nets.example:small_cnn", 64, 10, {"width": 4})
+    base = tmp_path / "base.pt"
+    checkpoint.save_model(base, models.build(spec), {}, epoch=1)
+    prepared = tmp_path / "data.npz"
+    save_dataset(data.synthetic(64, 50, seed=0), prepared)
+    found = quantized.run(0.0, 0.0, "fp16", None, EvaluateConfig(1, 0, 1),
+                          StagePaths(prepared, tmp_path / "q.pt", tmp_path / "q.json", base=base),
+                          device="cpu")
+    assert found["score_seed"] is None
+    assert found["score"] == round(measure.score(found["nonzero_params"], found["ops"], "fp16"), 6)
+
+
 def test_an_unknown_torchvision_name_is_one_line_naming_it():
     with pytest.raises(models.ArchError) as err:
         models.check_arch("torchvision:nonexistent_net")

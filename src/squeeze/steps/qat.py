@@ -6,7 +6,7 @@ import copy
 from dataclasses import asdict
 
 
-from .. import checkpoint, device as devices, lowbit, measure, recovery, train
+from .. import checkpoint, device as devices, lowbit, measure, models, recovery, train
 from ..config import MIXED_PREFIX, MixedConfig, QatConfig, QatTrainConfig, ScoreConfig
 from ..fsutil import write_json
 from ..history import write_history
@@ -107,7 +107,7 @@ def run(structured: float, unstructured: float, quant: str, qat_cfg: QatConfig,
                                            norms), 6),
         **measure.norms_record(norms),
         "score_seed": (round(measure.score_seed(structured, unstructured, quant), 6)
-                       if uniform else None),
+                       if uniform and isinstance(spec, models.ResNetSpec) else None),
         # no kernel runs it: no latency and no file that ships (never the float model's figures)
         "latency_ms_b1": None, "latency_ms_b32": None, "size_bytes": None,
         "runtime": f"{devices.torch_runtime()} (simulated)",  # as its checkpoint says

@@ -7,7 +7,7 @@ import os
 
 import torch
 
-from .. import checkpoint, device as devices, measure, quantize
+from .. import checkpoint, device as devices, measure, models, quantize
 from ..batches import DeviceData
 from ..config import EvaluateConfig, Int8Config, ScoreConfig
 from ..evaluation import accuracy
@@ -67,7 +67,9 @@ def run(structured: float, unstructured: float, quant: str, int8_cfg: Int8Config
         **counts, "sparsity": round(sparsity, 6), "q_w": q_w, "q_a": q_a,
         "score": round(measure.score(counts["nonzero_params"], counts["ops"], quant, norms), 6),
         **measure.norms_record(norms),
-        "score_seed": round(measure.score_seed(structured, unstructured, quant), 6),
+        # the study's nominal formula scales ResNet-18's counts: no number for another network
+        "score_seed": (round(measure.score_seed(structured, unstructured, quant), 6)
+                       if isinstance(spec, models.ResNetSpec) else None),
         **latency, "latency_threads": eval_cfg.latency_threads,
         "latency_repeats": eval_cfg.latency_repeats, "cpu": devices.cpu_name(),
         # what ran the model for its accuracy and latency (int8: the engine its users run)
