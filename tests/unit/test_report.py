@@ -385,7 +385,8 @@ def test_the_report_carries_the_score_normalisers_its_models_used(tmp_path):
     assert {(r["score_params_norm"], r["score_ops_norm"]) for r in report.rows} == {
         (351_173.0, 1.5e7)}
     label = figures.figure_tradeoff_final(report).axes[0].get_xlabel()
-    assert label == "score, measured: params/351,173 + ops/15,000,000 (log; lower is better)"
+    assert label == ("score, measured: nonzero params/351,173 + ops/15,000,000 (log; lower is "
+                     "better)")
     one = next((metrics / "models").glob("*.json"))
     one.write_text(json.dumps({**json.loads(one.read_text()), "score_ops_norm": 2.8e8}))
     with pytest.raises(ConfigError, match="different normalisers") as info:

@@ -171,7 +171,7 @@ def _tradeoff_axes(ax: "Axes", title: str, score: str = "score",
     label = ("score, measured (log; lower is better)" if score == "score" else
              "score, the study's nominal formula (log; lower is better)")
     if score == "score" and norms:
-        label = (f"score, measured: params/{norms[0]:,.0f} + ops/{norms[1]:,.0f} "
+        label = (f"score, measured: nonzero params/{norms[0]:,.0f} + ops/{norms[1]:,.0f} "
                  "(log; lower is better)")
     ax.set(title=title, xlabel=label, ylabel="test accuracy")
     log_axis(ax)
