@@ -1,4 +1,5 @@
-"""`python -m squeeze inspect CHECKPOINT | --resnet18 [--width W]`: counts and scores as JSON.
+"""`python -m squeeze inspect CHECKPOINT | --resnet18 [--width W] | --arch ARCH [--kwargs K]`:
+counts and scores (the study's normalisers) as JSON.
 `python -m squeeze profile NAME... [--data ARCHIVE] [--print] [-- DVC EXP RUN ARGS]`: run profiles.
 `python -m squeeze check [--profile NAME]... [--data ARCHIVE] [-S key=value ...]`: validate first.
 `python -m squeeze methods list|run|collect|table [METHOD ...]`: methods as DVC experiments.
@@ -22,6 +23,26 @@ def inspect(args) -> dict:
     if args.resnet18:
         model = models.build(models.ResNetSpec.resnet18(args.width))
         source = f"resnet18(width={args.width}), freshly initialised"
+    elif args.arch:
+        import yaml
+
+        from .config import ModelConfig
+        from .errors import SqueezeError
+
+        try:
+            kwargs = yaml.safe_load(args.kwargs) if args.kwargs else {}
+        except yaml.YAMLError:
+            kwargs = args.kwargs
+        try:
+            ModelConfig.from_params({"arch": args.arch, "kwargs": kwargs, "width": args.width,
+                                     "num_classes": args.num_classes}, "model")
+        except SqueezeError as err:  # params.yaml's wording, but the option is what was given
+            raise SqueezeError(str(err).replace("params.yaml: model.", "--")) from None
+        models.check_arch(args.arch, kwargs, args.num_classes, args.image_size)
+        model = models.build(models.spec_for(args.arch, args.width, args.num_classes, kwargs,
+                                             args.image_size))
+        source = f"{args.arch}({', '.join(f'{k}={v}' for k, v in kwargs.items())}), " \
+                 f"freshly initialised, {args.image_size}x{args.image_size} images"
     else:
         model, _ = checkpoint.load_model(args.checkpoint)
         source = str(args.checkpoint)
@@ -150,6 +171,12 @@ def _main(argv: list[str] | None = None) -> int:
     p.add_argument("checkpoint", nargs="?", help="a squeeze model checkpoint (.pt)")
     p.add_argument("--resnet18", action="store_true", help="a fresh ResNet-18 instead")
     p.add_argument("--width", type=int, default=64, help="with --resnet18 (default 64)")
+    p.add_argument("--arch", help="a fresh model.arch instead (torchvision:<name> or "
+                   "<package.module>:<function> in nets/)")
+    p.add_argument("--kwargs", help="with --arch: its constructor arguments, as model.kwargs "
+                   "(YAML: '{width_mult: 0.5}')")
+    p.add_argument("--num-classes", type=int, default=10, help="with --arch (default 10)")
+    p.add_argument("--image-size", type=int, default=32, help="with --arch (default 32)")
     p = sub.add_parser("profile", help="run the pipeline as `dvc exp run` with a profile's overrides")
     p.add_argument("names", nargs="+", metavar="NAME", help="a file profiles/NAME.yaml of "
                    "dotted-key overrides; several stack in order, a later one winning")
@@ -234,8 +261,8 @@ def _main(argv: list[str] | None = None) -> int:
                   + (f" and {len(args.sets)} override(s)" if args.sets else ""))
             return 0
         if args.command == "inspect":
-            if bool(args.checkpoint) == bool(args.resnet18):
-                parser.error("inspect takes a CHECKPOINT or --resnet18, not both or neither")
+            if sum(map(bool, (args.checkpoint, args.resnet18, args.arch))) != 1:
+                parser.error("inspect takes one of CHECKPOINT, --resnet18 or --arch ARCH")
             print(json.dumps(inspect(args), indent=2))
             return 0
         if args.command == "methods":

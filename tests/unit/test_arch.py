@@ -331,3 +331,24 @@ def test_a_factory_checkpoint_loaded_outside_the_project_names_the_module(tmp_pa
     with pytest.raises(checkpoint.CheckpointError) as err:
         checkpoint.load_model(path)
     assert "nets.example" in one_line(err.value) and str(path) in str(err.value)
+
+
+def test_inspect_counts_a_fresh_arch_and_refuses_a_bad_one_in_one_line(capsys):
+    """`python -m squeeze inspect --arch`: the counts the pipeline would measure, before a run;
+    a bad name, kwarg or spelling is one line (exit 1)."""
+    import json
+
+    from squeeze.__main__ import _main
+
+    assert _main(["inspect", "--arch", "nets.example:small_cnn", "--kwargs", "{width: 16}",
+                  "--image-size", "64"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert (found["params"], found["ops"]) == (47_434, 19_171_968)
+    assert found["spec"]["image_size"] == 64
+    for args, fragment in ((["--arch", "torchvision:nonexistent_net"], "'nonexistent_net'"),
+                           (["--arch", "mobilenet_v2"], "--arch = 'mobilenet_v2'"),
+                           (["--arch", "torchvision:mobilenet_v2", "--kwargs",
+                             "{width_multiplier: 0.5}"], "width_multiplier")):
+        assert _main(["inspect", *args]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: ") and fragment in err, err
