@@ -248,6 +248,7 @@ def prune_argv(params: Path, project: Path) -> list:
 def quantize_argv(params: Path, project: Path, quant: str = "fp32", base: Path | None = None):
     return [stage("quantize"), "--params", params, "--structured", "0", "--unstructured", "0",
             "--quant", quant, "--base", base or project / "models/base.pt",
+            "--baseline", project / "models/base.pt",
             "--data", project / "data/prepared/dataset.npz",
             "--out", f"out/s0-u0-{quant}.pt", "--out-metrics", f"out/s0-u0-{quant}.json"]
 
@@ -524,7 +525,8 @@ def test_a_crash_at_the_last_step_leaves_no_output(project, tmp_path, sig, name)
     else:
         argv = [stage("quantize"), "--params", "params.yaml", "--structured", "0",
                 "--unstructured", "0", "--quant", "fp32", "--base", "models/base.pt",
-                "--data", "data/prepared/dataset.npz", "--out", "out/model.pt",
+                "--baseline", "models/base.pt", "--data", "data/prepared/dataset.npz",
+                "--out", "out/model.pt",
                 "--out-metrics", "out/model.json"]
     done = subprocess.run([sys.executable, "-c", CRASH_AT_COMMIT.format(sig=sig),
                            *map(str, argv)], cwd=run, env=ENV, capture_output=True, text=True,
