@@ -108,8 +108,8 @@ def test_score_with_other_normalisers():
 
 def test_auto_normalisers_are_half_the_baselines_own_counts(tmp_path):
     """score.params_norm / ops_norm auto: half the unpruned baseline's nonzero parameters and ops
-    (read from its checkpoint), so that baseline scores 4.0 in fp32, 2.0 in fp16, 1.0 in int8, at any
-    width; a number given beside auto is kept."""
+    (read from its checkpoint), so that baseline scores 4.0 in fp32, 2.0 in fp16, 1.0 in int8,
+    at any width; a number given beside auto is kept."""
     from squeeze import checkpoint
     from squeeze.config import ScoreConfig
 

@@ -95,7 +95,8 @@ def test_describe_names_another_network_and_the_score_normalisers_the_models_use
     params["model"].update(arch="torchvision:mobilenet_v2", kwargs={"width_mult": 0.5})
     assert describe(params)["network"] == ("torchvision:mobilenet_v2 (width_mult=0.5) "
                                            "(702,346 parameters)")
-    study = dict(provenance.describe(validate(study_params()), {"train_images": 1, "test_images": 1},
+    counted = {"train_images": 1, "test_images": 1}
+    study = dict(provenance.describe(validate(study_params()), counted,
                                      [{**ROWS[0], "score_params_norm": 5.6e6,
                                        "score_ops_norm": 2.8e8}], [], profiles_dir=PROFILES))
     assert study["score (measured)"] == ("nonzero_params x q_w/32 / 5,600,000 + ops x max(q_w, "
