@@ -17,7 +17,6 @@ import copy
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-import yaml
 
 from . import profiles
 from .config import ARCH_DEFAULT, ConfigError, dotted_delete, dotted_get, dotted_set, load_params, validate
@@ -35,29 +34,41 @@ def parse_set(text: str) -> tuple[str, str, object]:
         key, eq, raw = text[len(op.rstrip("=")):].partition("=")
         if not eq:
             raise ConfigError(f"-S {text!r}: expected key=value (or +key=value, ++key=value, ~key)")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            raise ConfigError(f"-S {text!r}: the value {raw!r} is not valid YAML") from None
-        if raw.lstrip().startswith("{"):
-            value = _hydra_mapping(text, raw)
+        value = _hydra_value(text, raw)
     parts = key.split(".")
     if not key or any(not part for part in parts):
         raise ConfigError(f"-S {text!r}: {key!r} is not a dotted key such as train.epochs")
     return op, key, value
 
 
-def _hydra_mapping(text: str, raw: str) -> dict:
-    """A mapping value as DVC reads it (Hydra's override grammar): `{width:16}` is {width: 16}
-    there, where YAML would read one key "width:16"."""
+def _hydra_value(text: str, raw: str) -> object:
+    """A value as DVC reads it: Hydra's override grammar, not YAML's (`1e-3` and `5.6e6` are
+    numbers there and strings to PyYAML, `yes` is a string, `{width:16}` is {width: 16} where
+    YAML would read one key "width:16")."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
         value = OverridesParser.create().parse_override(f"key={raw}").value()
     except Exception:  # Hydra's grammar errors come in several types; all mean the same here
-        raise ConfigError(f"-S {text!r}: the value {raw!r} is not a mapping DVC can read "
-                          "(e.g. {width_mult:0.5})") from None
-    return dict(value)
+        raise ConfigError(f"-S {text!r}: DVC cannot read the value {raw!r} (Hydra's override "
+                          "grammar: e.g. 0.5, [0, 0.5], {width_mult:0.5}, auto)") from None
+    return _plain(value)
+
+
+def _plain(value: object) -> object:
+    """Hydra's parsed value as the stages will read it: plain Python, and each string as it comes
+    back after DVC writes it into params.yaml (ruamel, YAML 1.2) and squeeze reads the file
+    (PyYAML, YAML 1.1): `yes` is written bare and read back as true."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, str):
+        import yaml
+        from dvc.utils.serialize import dumps_yaml
+
+        return yaml.safe_load(dumps_yaml({"value": value}))["value"]
+    return value
 
 
 def apply_sets(params: Mapping, sets: Iterable[str]) -> dict:

@@ -77,6 +77,26 @@ def test_override_grammar():
         "a=1", "b=2", "c=3"]
 
 
+@pytest.mark.parametrize("override", [
+    "train.lr=1e-3", "score.params_norm=5.6e6", "score.ops_norm=auto", "train.lr=0.01",
+    "train.epochs=2", "train.deterministic=true", "data.path=yes", "data.path=../a/b.tar.gz",
+    "prune.structured.amounts=[0, 0.5]", "quantize.types=[fp32,int8]", "model.kwargs={}",
+    "model.arch=torchvision:mobilenet_v2", "data.path=", "data.path=null", "data.path=1:20"])
+def test_scalar_overrides_read_as_dvc_reads_them(tmp_path, override):
+    """squeeze's checks before a run read each -S value as `dvc exp run -S` does (DVC's own code
+    is the oracle, then the file read back as the stages read it): Hydra's grammar, so `1e-3`
+    and `5.6e6` are numbers (PyYAML reads them as strings), and `yes`, a string to Hydra, is
+    written bare and read back as true."""
+    import yaml
+    from dvc.utils.hydra import apply_overrides
+
+    params = load_params(ROOT / "params.yaml")
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    apply_overrides(str(path), [override])
+    assert apply_sets(params, [override]) == yaml.safe_load(path.read_text())
+
+
 def test_profile_refuses_a_bad_override_before_dvc_and_leaves_params_as_they_were(tmp_path):
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     shutil.copytree(ROOT / "profiles", tmp_path / "profiles")
