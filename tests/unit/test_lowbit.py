@@ -346,6 +346,25 @@ def test_the_mixed_step_picks_bits_under_its_budget(qat_inputs):
     assert api.load(paths.out).squeeze_quant == "wmix0.5"
 
 
+def test_the_mixed_step_scores_on_auto_normalisers(qat_inputs, tmp_path):
+    """score.*_norm auto in the qat_mixed stage: the budget, the int8 score it is a fraction of
+    and the score all divide by half the baseline's own counts (here the base model is its own
+    baseline, so its int8 score is 1.0), and the metrics record them."""
+    from squeeze.config import MixedConfig, ScoreConfig
+
+    root, base, prepared = qat_inputs
+    paths = StagePaths(prepared, tmp_path / "mix.pt", tmp_path / "mix.json", tmp_path / "mix.csv",
+                       tmp_path / "resume.pt", base=base, baseline=base)
+    metrics = qat.run(0.5, 0.5, "wmix0.5", QAT_CFG, FT_CFG, paths, device="cpu",
+                      mixed_cfg=MixedConfig(candidates=("w8a8", "w2a4"), images=64),
+                      score_cfg=ScoreConfig("auto", "auto"))
+    model, _ = checkpoint.load_model(base)
+    assert (metrics["score_params_norm"], metrics["score_ops_norm"]) == (
+        measure.count_nonzero(model) / 2, measure.count_ops(model) / 2)
+    assert metrics["mix"]["int8_score"] == pytest.approx(1.0, abs=1e-6)
+    assert metrics["score"] <= metrics["mix"]["budget_score"] == pytest.approx(0.5, abs=1e-6)
+
+
 def test_an_unreachable_mixed_budget_fails_before_any_work(qat_inputs, tmp_path):
     from squeeze.config import MixedConfig
 
