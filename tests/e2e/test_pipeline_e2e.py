@@ -16,6 +16,7 @@ import json
 import os
 import re
 import subprocess
+import time
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -550,8 +551,10 @@ def test_documented_commands_run_in_the_quick_workspace(quick_run):
                 command = command.replace("../shared/data/cifar10-jpeg.tar.gz", archive)
             command = (command.replace("EXP_A", first).replace("EXP_B", second)
                        .replace("quick-a quick-b", f"{first} {second}"))
+            started = time.perf_counter()
             done = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=repo, env=env,
                                   text=True, capture_output=True, timeout=900)
+            print(f"{time.perf_counter() - started:6.1f} s  {command}")  # pytest -s shows them
             output = (done.stdout + done.stderr)[-3000:]
             if how == FAILS:
                 assert done.returncode == 1, f"{command}: expected to fail\n{output}"
