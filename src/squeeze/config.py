@@ -422,10 +422,6 @@ class ScoreConfig(Section):
     ops_norm: float | str = setting(NORM, "what the operations are divided by")
 
     @property
-    def is_study(self) -> bool:
-        return (self.params_norm, self.ops_norm) == STUDY_NORMS
-
-    @property
     def needs_baseline(self) -> bool:
         return SCORE_AUTO in (self.params_norm, self.ops_norm)
 

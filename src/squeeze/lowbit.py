@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .config import LOW_BIT_ALLOWED as ALLOWED, MIXED_PREFIX, low_bit_bits as parse
+from .config import LOW_BIT_ALLOWED as ALLOWED, MIXED_PREFIX, STUDY_NORMS, low_bit_bits as parse
 from .errors import SqueezeError
 
 MIN_BITS, MAX_BITS = 2, 8
@@ -266,14 +266,13 @@ def sensitivity(model: nn.Module, candidates: list[str], ends_bits: int, calibra
 
 def allocate(layer_counts: dict[str, dict], losses: dict[str, dict[str, float]],
              candidates: list[str], ends_bits: int, budget_score: float,
-             rest: tuple[int, int] = (8, 8), norms=None) -> dict[str, tuple[int, int]]:
+             rest: tuple[int, int] = (8, 8), norms: tuple[float, float] = STUDY_NORMS
+             ) -> dict[str, tuple[int, int]]:
     """Per-layer bits whose score (measure.layer_score) is at most `budget_score`: every free
     layer starts at its costliest candidate; the next-cheaper step with the least loss increase
     per score saved is taken until the budget holds. A LowBitError where even the cheapest
-    candidate everywhere does not fit. `norms`: the score's (default: the study's)."""
-    from .measure import STUDY_NORMS, layer_score
-
-    norms = norms or STUDY_NORMS
+    candidate everywhere does not fit. `norms`: the score's (params_norm, ops_norm)."""
+    from .measure import layer_score
 
     names = [n for n in layer_counts if n]
     ends = {n: (ends_bits, ends_bits) for n in (names[0], names[-1])} if ends_bits else {}
@@ -301,16 +300,17 @@ def allocate(layer_counts: dict[str, dict], losses: dict[str, dict[str, float]],
 
 
 def cheapest_score(layer_counts: dict[str, dict], candidates: list[str], ends_bits: int,
-                   rest: tuple[int, int] = (8, 8), norms=None) -> float:
+                   rest: tuple[int, int] = (8, 8), norms: tuple[float, float] = STUDY_NORMS
+                   ) -> float:
     """The score with every layer between the ends at the cheapest candidate."""
-    from .measure import STUDY_NORMS, layer_score
+    from .measure import layer_score
 
     names = [n for n in layer_counts if n]
     low = parse(min(candidates, key=lambda c: _cost(parse(c))))
     bits = {n: low for n in names}
     if ends_bits:
         bits[names[0]] = bits[names[-1]] = (ends_bits, ends_bits)
-    return layer_score(layer_counts, bits, rest, norms or STUDY_NORMS)
+    return layer_score(layer_counts, bits, rest, norms)
 
 
 def _cost(bits: tuple[int, int]) -> tuple[int, int]:

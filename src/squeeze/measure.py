@@ -90,12 +90,14 @@ def score(nonzero_params: int, ops: int, quant: str, norms: Norms = STUDY_NORMS)
     return nonzero_params * (q_w / 32) / norms[0] + ops * max(q_w, q_a) / 32 / norms[1]
 
 
-def score_norms(score_cfg: ScoreConfig, baseline: Path | None) -> Norms:
-    """(params_norm, ops_norm) of params' score section. `auto`: half the unpruned baseline's own
-    count (its nonzero parameters, its ops; its checkpoint, `baseline`, read only then), so that
-    baseline scores 4.0 in fp32."""
+def score_norms(score_cfg: ScoreConfig | None, baseline: Path | None) -> Norms:
+    """(params_norm, ops_norm) of params' score section (None: the study's). `auto`: half the
+    unpruned baseline's own count (its nonzero parameters, its ops; its checkpoint, `baseline`,
+    read only then), so that baseline scores 4.0 in fp32."""
+    if score_cfg is None:
+        return STUDY_NORMS
     given = (score_cfg.params_norm, score_cfg.ops_norm)
-    if SCORE_AUTO not in given:
+    if not score_cfg.needs_baseline:
         return given
     if baseline is None:
         raise ValueError("score normaliser auto needs the baseline checkpoint (--baseline)")

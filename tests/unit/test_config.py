@@ -364,13 +364,14 @@ def test_sensitivity_amounts_are_sorted():
 def test_score_normalisers_default_to_the_studys(params):
     parsed = validate(params)
     assert (parsed.score.params_norm, parsed.score.ops_norm) == config.STUDY_NORMS == (5.6e6, 2.8e8)
-    assert parsed.score.is_study and not parsed.score.needs_baseline
+    assert not parsed.score.needs_baseline
 
 
 @pytest.mark.parametrize("key", ["score.params_norm", "score.ops_norm"])
 def test_score_normalisers_take_auto_or_a_positive_number(params, key):
     parsed = validate(with_value(copy.deepcopy(params), key, "auto"))
-    assert parsed.score.needs_baseline and not parsed.score.is_study
+    assert parsed.score.needs_baseline
+    assert (parsed.score.params_norm, parsed.score.ops_norm) != config.STUDY_NORMS
     assert validate(with_value(copy.deepcopy(params), key, 1e6)).score.needs_baseline is False
     for bad in (0, -5.6e6, "half", True, float("inf"), None):
         assert_config_error(lambda: validate(with_value(copy.deepcopy(params), key, bad)),

@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from .. import profiles
 from ..config import ARCH_DEFAULT, STUDY_NORMS, Hidden, Params, UndeclaredParam, value_at
+from .tradeoff import score_norms
 
 SOFTWARE = ("torch", "torchvision", "torch-pruning", "dvc")
 
@@ -120,13 +121,12 @@ def _kwargs(kwargs) -> str:
 
 
 def score_line(rows: Sequence[Mapping]) -> str:
-    """What the measured score divides the counts by, as the metrics recorded it."""
-    norms = {(r.get("score_params_norm"), r.get("score_ops_norm")) for r in rows}
-    if len(norms) != 1 or None in next(iter(norms)):
-        return "nonzero_params x q_w/32 / params_norm + ops x max(q_w, q_a)/32 / ops_norm"
-    p, o = norms.pop()
-    which = " (the study's)" if (p, o) == STUDY_NORMS else ""
-    return (f"nonzero_params x q_w/32 / {p:,.0f} + ops x max(q_w, q_a)/32 / {o:,.0f}{which}")
+    """What the measured score divides the counts by, as the metrics recorded it (the report's
+    reading: tradeoff.score_norms; metrics without them were scored on the study's)."""
+    norms = score_norms(rows)
+    p, o = norms or STUDY_NORMS
+    which = "" if norms else " (the study's)"
+    return f"nonzero_params x q_w/32 / {p:,.0f} + ops x max(q_w, q_a)/32 / {o:,.0f}{which}"
 
 
 def describe(params: Params, prepared: Mapping, rows: Sequence[Mapping],

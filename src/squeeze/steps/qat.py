@@ -42,7 +42,7 @@ def run(structured: float, unstructured: float, quant: str, qat_cfg: QatConfig,
     section (None: the study's normalisers)."""
     mixed = lowbit.is_mixed(quant)
     q_w, q_a = (None, None) if mixed else measure.bits(quant)  # a bad type: one line, no work
-    norms = measure.score_norms(score_cfg, paths.baseline) if score_cfg else measure.STUDY_NORMS
+    norms = measure.score_norms(score_cfg, paths.baseline)
     model, payload = checkpoint.load_model(paths.base)
     data = load_data(paths.data, device)
     model.to(data.device)

@@ -29,7 +29,7 @@ def run(structured: float, unstructured: float, quant: str, int8_cfg: Int8Config
     score_cfg: the score section (None: the study's normalisers)."""
     if quant == "int8":
         quantize.check_engine(int8_cfg.engine)  # one line before any work where one is missing
-    norms = measure.score_norms(score_cfg, paths.baseline) if score_cfg else measure.STUDY_NORMS
+    norms = measure.score_norms(score_cfg, paths.baseline)
     float_model, payload = checkpoint.load_model(paths.base)
     float_model.eval()
     spec = float_model.spec
